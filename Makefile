@@ -1,0 +1,107 @@
+# bigtable-c: one non-recursive build.
+#
+#   make            build libraries, binaries and tests into build/
+#   make test       build and run the whole suite (unit + integration)
+#   make asan       ASan+UBSan build in build-asan/, runs the whole suite
+#   make tsan       TSan build in build-tsan/, runs the whole suite
+#   make bench      run bt-bench embedded for both engines (N=BENCH_N)
+#   make run        start a local cluster
+#   make install    install binaries, libraries and headers under PREFIX
+#   make clean      remove every build directory
+#
+# Sources are found by glob, so adding a module file needs no Makefile edit:
+#   <module>/*.c          -> build/lib/libbtcore.a (except files named *_main.c)
+#   tools/<name>_main.c   -> build/bin/bt-<name>
+#   tests/unit/test_*.c   -> build/tests/test_* (Criterion)
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+SAN     ?=
+OPT     ?= -O2 -g
+
+WARN    := -std=c11 -Wall -Wextra -Werror
+CPPFLAGS += -D_GNU_SOURCE -I. -MMD -MP
+CFLAGS  += $(WARN) $(OPT) -pthread $(SANFLAGS)
+LDLIBS  := -lsnappy -lxxhash -lleveldb -lm -pthread
+TESTLIBS := -lcriterion
+
+ifeq ($(SAN),address)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+ifeq ($(SAN),thread)
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+endif
+LDFLAGS += $(SANFLAGS)
+
+LIB_DIRS  := common sstable tabletserver
+LIB_SRCS  := $(filter-out %_main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/lib/libbtcore.a
+
+TOOL_SRCS := $(wildcard tools/*_main.c)
+BINS      := $(patsubst tools/%_main.c,$(BUILD)/bin/bt-%,$(TOOL_SRCS))
+
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TESTS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_HELPER_SRCS := $(wildcard tests/unit/helpers/*.c)
+TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:%.c=$(BUILD)/obj/%.o)
+
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all test asan tsan bench run install clean deps
+all: $(LIB) $(BINS) $(TESTS)
+
+# Installs missing Debian packages once per build directory (the script is
+# idempotent and fast when everything is present).
+$(DEPS_STAMP): scripts/install-deps.sh
+	@mkdir -p $(dir $@)
+	@scripts/install-deps.sh
+	@touch $@
+deps: $(DEPS_STAMP)
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/bt-%: $(BUILD)/obj/tools/%_main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(TEST_HELPER_OBJS) $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
+
+test: all
+	@scripts/run-tests.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=address OPT="-O1 -g" test
+
+tsan:
+	$(MAKE) BUILD=build-tsan SAN=thread OPT="-O1 -g" test
+
+BENCH_N   ?= 1000000
+BENCH_DIR ?= /tmp/bt-bench
+bench: all
+	$(BUILD)/bin/bt-bench embedded --engine leveldb --n $(BENCH_N) --dir $(BENCH_DIR)/leveldb
+	$(BUILD)/bin/bt-bench embedded --engine tablet --n $(BENCH_N) --dir $(BENCH_DIR)/tablet
+
+run: all
+	@scripts/run-cluster.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/bigtable-c
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	for d in $(LIB_DIRS); do install -d $(DESTDIR)$(PREFIX)/include/bigtable-c/$$d; \
+	  install -m 644 $$d/*.h $(DESTDIR)$(PREFIX)/include/bigtable-c/$$d/; done
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_HELPER_OBJS:.o=.d)

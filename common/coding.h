@@ -1,0 +1,117 @@
+/* common/coding.h: fixed-width and varint integer coding.
+ *
+ * Fixed-width values are little-endian on disk and on the wire, except the
+ * *_be variants, which are big-endian (used where bytewise order must equal
+ * numeric order, e.g. inside internal keys).  Varints are LEB128: 7 bits per
+ * byte, low group first, high bit set on every byte but the last; a uint32
+ * takes at most 5 bytes and a uint64 at most 10.
+ *
+ * Decoders take [p, limit) and return the pointer past the value, or NULL if
+ * the input is truncated or the varint overlong: they never read past limit.
+ */
+#ifndef BT_COMMON_CODING_H
+#define BT_COMMON_CODING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BT_MAX_VARINT32 5
+#define BT_MAX_VARINT64 10
+
+static inline void bt_put_fixed32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void bt_put_fixed64(uint8_t *p, uint64_t v)
+{
+    bt_put_fixed32(p, (uint32_t)v);
+    bt_put_fixed32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t bt_get_fixed32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) |
+           ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t bt_get_fixed64(const uint8_t *p)
+{
+    return (uint64_t)bt_get_fixed32(p) | ((uint64_t)bt_get_fixed32(p + 4) << 32);
+}
+
+static inline void bt_put_fixed64_be(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+
+static inline uint64_t bt_get_fixed64_be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Writes v as a varint at p (room for BT_MAX_VARINT64 bytes); returns end. */
+static inline uint8_t *bt_put_varint64(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) { *p++ = (uint8_t)(v | 0x80); v >>= 7; }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static inline uint8_t *bt_put_varint32(uint8_t *p, uint32_t v)
+{
+    return bt_put_varint64(p, v);
+}
+
+static inline int bt_varint_len(uint64_t v)
+{
+    int n = 1;
+    while (v >= 0x80) { v >>= 7; n++; }
+    return n;
+}
+
+const uint8_t *bt_get_varint64_slow(const uint8_t *p, const uint8_t *limit, uint64_t *v);
+
+static inline const uint8_t *bt_get_varint64(const uint8_t *p, const uint8_t *limit, uint64_t *v)
+{
+    if (p < limit && (*p & 0x80) == 0) { *v = *p; return p + 1; }
+    return bt_get_varint64_slow(p, limit, v);
+}
+
+static inline const uint8_t *bt_get_varint32(const uint8_t *p, const uint8_t *limit, uint32_t *v)
+{
+    uint64_t x;
+    const uint8_t *q = bt_get_varint64(p, limit, &x);
+    if (!q || x > UINT32_MAX) return NULL;
+    *v = (uint32_t)x;
+    return q;
+}
+
+/* A growable byte buffer.  Zero-initialise ({0}) before use; bt_buf_free()
+ * releases it.  Append functions return BT_OK or BT_ENOMEM. */
+typedef struct bt_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} bt_buf;
+
+int bt_buf_reserve(bt_buf *b, size_t extra);
+int bt_buf_append(bt_buf *b, const void *p, size_t n);
+int bt_buf_put_varint64(bt_buf *b, uint64_t v);
+int bt_buf_put_fixed32(bt_buf *b, uint32_t v);
+int bt_buf_put_fixed64(bt_buf *b, uint64_t v);
+/* varint length followed by the bytes */
+int bt_buf_put_lenbytes(bt_buf *b, const void *p, size_t n);
+static inline void bt_buf_clear(bt_buf *b) { b->len = 0; }
+void bt_buf_free(bt_buf *b);
+
+/* Reads a varint length followed by that many bytes from [*p, limit).
+ * On success sets *out/*n (pointing into the input), advances *p, returns 0;
+ * returns -1 if truncated. */
+int bt_get_lenbytes(const uint8_t **p, const uint8_t *limit, const uint8_t **out, size_t *n);
+
+#endif

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Runs every test binary in BUILD/tests, each bounded in time, and prints one
+# closing line "N passed, N failed" counting Criterion tests across binaries.
+set -u
+build=${1:-build}
+per_binary_timeout=${BT_TEST_TIMEOUT:-600}
+pass=0; fail=0; bad_bins=""
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    out=$(mktemp)
+    timeout -k 10 "$per_binary_timeout" "$t" --jobs 2 >"$out" 2>&1
+    rc=$?
+    synth=$(grep -a "Synthesis:" "$out" | tail -1)
+    p=$(echo "$synth" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+    f=$(echo "$synth" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+    c=$(echo "$synth" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+    p=${p:-0}; f=${f:-0}; c=${c:-0}
+    if [ $rc -ne 0 ] || [ -z "$synth" ]; then
+        cat "$out"
+        [ "$f" -eq 0 ] && [ "$c" -eq 0 ] && f=1
+        bad_bins="$bad_bins $name(rc=$rc)"
+    else
+        grep -a -E "^\[(----|FAIL|ERR)" "$out" | head -20
+    fi
+    echo "$name: $synth"
+    pass=$((pass + p)); fail=$((fail + f + c))
+    rm -f "$out"
+done
+[ -n "$bad_bins" ] && echo "failing binaries:$bad_bins"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ -z "$bad_bins" ]
