@@ -44,7 +44,8 @@ const char *bt_errname(int code);
 int bt_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Maps an errno value to a BT_E* code (ENOSPC->BT_ENOSPC, ENOENT->BT_ENOTFOUND,
- * ENOMEM->BT_ENOMEM, EEXIST->BT_EEXIST, everything else -> BT_EIO). */
+ * ENOMEM->BT_ENOMEM, EEXIST->BT_EEXIST, EINVAL->BT_EINVAL, EDQUOT->BT_ENOSPC,
+ * everything else -> BT_EIO). */
 int bt_from_errno(int e);
 
 /* Last detail recorded by bt_err() on this thread, or "" if none.

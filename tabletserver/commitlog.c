@@ -1,0 +1,913 @@
+/* tabletserver/commitlog.c: the shared commit log (see commitlog.h).
+ *
+ * On-disk record (all integers little-endian; docs/formats.md, "Commit log"):
+ *
+ *   fixed32 checksum   low 32 bits of XXH3_64bits over every byte after this
+ *                      field (the length field and the body)
+ *   fixed32 length     number of body bytes that follow
+ *   body:
+ *     varint tablet_id
+ *     varint seq       first sequence number of the mutation
+ *     varint last_seq  last sequence number (>= seq)
+ *     payload          the rest of the body
+ *
+ * A file is a plain concatenation of records.  A reader stops at the first
+ * record that is truncated, too long, fails its checksum or has malformed
+ * varints: that is a torn tail (a crash during a write), and since a file is
+ * never appended to after reopening, nothing valid can follow it.
+ *
+ * Group commit.  An appender encodes its record outside the lock, then under
+ * `mu` copies it into the pending buffer and links a waiter.  If no leader is
+ * running it becomes the leader: it takes the whole pending buffer (and the
+ * waiters covered by it), drops `mu`, writes the batch with one append and
+ * (depending on the mode) one fdatasync under `io_mu`, re-takes `mu`, marks
+ * each covered waiter done with the batch's status and broadcasts.  Followers
+ * sleep on `cv` until their waiter is done, or until there is no leader and
+ * they take over.  In NONE mode appenders do not wait at all; the background
+ * thread (or an appender that pushes the buffer past 1 MiB) leads instead.
+ *
+ * After a failed write or sync the batch reports the error, the active file
+ * is abandoned (closed where it stands) and the next batch starts a new file,
+ * so no later record can land behind a torn one.
+ */
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include "tabletserver/commitlog.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "common/coding.h"
+#include "common/log.h"
+#include "common/status.h"
+
+#define HDR_BYTES        8u                       /* checksum + length */
+#define MAX_VARINTS      (3u * BT_MAX_VARINT64)
+#define MAX_BODY         (1u << 30)               /* hard cap on a record's body */
+#define DEFAULT_GROUP_MS 5u
+#define DEFAULT_ROLL     (64ull << 20)
+#define DEFAULT_MAX_REC  ((size_t)80 << 20)
+#define NONE_FLUSH_BYTES ((size_t)1 << 20)        /* NONE mode: write once buffered */
+#define SPARE_KEEP_BYTES ((size_t)4 << 20)        /* larger spare buffers are freed */
+
+/* ---- small tablet -> sequence maps ----------------------------------------- */
+
+/* A server has at most a few thousand tablets and a batch or file usually far
+ * fewer, so an unsorted array beats a hash table here. */
+typedef struct tab_seq { uint64_t tablet, seq; } tab_seq;
+typedef struct tab_map { tab_seq *v; size_t n, cap; } tab_map;
+
+static tab_seq *tmap_find(const tab_map *m, uint64_t tablet)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->v[i].tablet == tablet) return &m->v[i];
+    return NULL;
+}
+
+/* Raises tablet's entry to at least seq, adding it if missing. */
+static int tmap_raise(tab_map *m, uint64_t tablet, uint64_t seq)
+{
+    tab_seq *e = tmap_find(m, tablet);
+    if (e) {
+        if (seq > e->seq) e->seq = seq;
+        return BT_OK;
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 4;
+        tab_seq *v = realloc(m->v, cap * sizeof *v);
+        if (!v) return bt_err(BT_ENOMEM, "commit log: tablet map of %zu entries", cap);
+        m->v = v;
+        m->cap = cap;
+    }
+    m->v[m->n++] = (tab_seq){ tablet, seq };
+    return BT_OK;
+}
+
+static int tmap_merge(tab_map *dst, const tab_map *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        int rc = tmap_raise(dst, src->v[i].tablet, src->v[i].seq);
+        if (rc) return rc;
+    }
+    return BT_OK;
+}
+
+static void tmap_remove(tab_map *m, uint64_t tablet)
+{
+    tab_seq *e = tmap_find(m, tablet);
+    if (e) *e = m->v[--m->n];
+}
+
+static void tmap_free(tab_map *m)
+{
+    free(m->v);
+    *m = (tab_map){0};
+}
+
+/* ---- the log object ------------------------------------------------------- */
+
+typedef struct log_file {
+    uint64_t number;
+    tab_map tabs;           /* tablet -> max last_seq of its records here */
+} log_file;
+
+/* One appender waiting for its record's batch (lives on its stack). */
+typedef struct waiter {
+    struct waiter *next;
+    bool done;
+    int status;
+} waiter;
+
+/* What a leader takes from the pending state in one round. */
+typedef struct batch {
+    bt_buf buf;
+    tab_map tabs;
+    waiter *waiters;
+    bool had_unsynced;      /* the active file held unsynced bytes before it */
+} batch;
+
+struct ts_log {
+    /* Immutable after open. */
+    bt_env *env;
+    char *dir;
+    ts_durability mode;
+    uint32_t group_ms;
+    uint64_t roll_bytes;
+    size_t max_record;
+    uint64_t *old;          /* files that existed at open, ascending (replay) */
+    size_t nold;
+
+    /* `mu` protects everything in this block. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* waiters done, leadership released */
+    pthread_cond_t bg_cv;   /* wakes the background thread (close) */
+    bt_buf pending;         /* encoded records no leader has taken yet */
+    bt_buf spare;           /* a drained buffer kept for reuse */
+    tab_map pending_tabs;   /* tablets of the pending records */
+    waiter *wait_head, *wait_tail;
+    bool leader_active;     /* a leader round is running */
+    bool unsynced;          /* the active file holds bytes not yet fdatasynced */
+    bool closing;
+    int lost_err;           /* acknowledged records lost to an I/O error (GROUP/NONE) */
+    log_file *files;        /* every live file, ascending; the last is active */
+    size_t nfiles, cap_files;
+    tab_map flushed;        /* tablet -> flushed seq reported by the tablet */
+
+    /* `io_mu` serialises the file I/O of leader rounds, rolls and close;
+     * it protects this block.  Lock order: io_mu before mu. */
+    pthread_mutex_t io_mu;
+    bt_wfile *wf;           /* the active file; NULL after an abandoned one */
+    uint64_t active_bytes;
+    uint64_t next_number;
+
+    pthread_t bg;
+    bool bg_started;
+
+    /* Statistics: updated without a lock, read approximately. */
+    _Atomic uint64_t st_appends, st_syncs, st_groups, st_bytes;
+};
+
+int ts_durability_parse(const char *s)
+{
+    if (!s) return -1;
+    if (!strcmp(s, "sync")) return TS_DURABILITY_SYNC;
+    if (!strcmp(s, "group")) return TS_DURABILITY_GROUP;
+    if (!strcmp(s, "none")) return TS_DURABILITY_NONE;
+    return -1;
+}
+
+const char *ts_durability_name(ts_durability d)
+{
+    switch (d) {
+    case TS_DURABILITY_SYNC:  return "sync";
+    case TS_DURABILITY_GROUP: return "group";
+    case TS_DURABILITY_NONE:  return "none";
+    }
+    return "unknown";
+}
+
+static void file_path(const ts_log *l, uint64_t number, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%012" PRIu64 ".log", l->dir, number);
+}
+
+#define PATH_CAP 4096
+
+/* ---- record decoding ------------------------------------------------------ */
+
+typedef struct log_rec {
+    uint64_t tablet, seq, last_seq;
+    const uint8_t *payload;
+    size_t n;
+} log_rec;
+
+static uint32_t record_checksum(const uint8_t *p, size_t n)
+{
+    return (uint32_t)XXH3_64bits(p, n);
+}
+
+/* Decodes the record at p (avail bytes left in the file).  Returns its total
+ * size, or 0 with *why set when the bytes are not one whole valid record. */
+static size_t decode_record(const uint8_t *p, size_t avail, log_rec *r, const char **why)
+{
+    if (avail < HDR_BYTES) { *why = "truncated record header"; return 0; }
+    uint32_t sum = bt_get_fixed32(p);
+    uint32_t body = bt_get_fixed32(p + 4);
+    if (body > MAX_BODY) { *why = "length too large"; return 0; }
+    if (body > avail - HDR_BYTES) { *why = "record extends past end of file"; return 0; }
+    if (record_checksum(p + 4, 4 + (size_t)body) != sum) { *why = "checksum mismatch"; return 0; }
+    const uint8_t *q = p + HDR_BYTES, *end = q + body;
+    if (!(q = bt_get_varint64(q, end, &r->tablet)) ||
+        !(q = bt_get_varint64(q, end, &r->seq)) ||
+        !(q = bt_get_varint64(q, end, &r->last_seq))) {
+        *why = "malformed varint";
+        return 0;
+    }
+    if (r->last_seq < r->seq) { *why = "last_seq before seq"; return 0; }
+    r->payload = q;
+    r->n = (size_t)(end - q);
+    return HDR_BYTES + body;
+}
+
+typedef int (*rec_fn)(void *arg, const log_rec *r);
+
+/* Calls fn for each valid record of data[0..len) up to the first bad one.
+ * Returns fn's first non-zero result, else 0; *stop and *why tell where reading
+ * stopped and why (*why NULL if the whole file was valid). */
+static int walk_records(const uint8_t *data, size_t len, rec_fn fn, void *arg,
+                        size_t *stop, const char **why)
+{
+    size_t off = 0;
+    *why = NULL;
+    while (off < len) {
+        log_rec r;
+        size_t n = decode_record(data + off, len - off, &r, why);
+        if (n == 0) break;
+        int rc = fn(arg, &r);
+        if (rc) { *stop = off; return rc; }
+        off += n;
+    }
+    *stop = off;
+    return 0;
+}
+
+/* ---- open: index the existing files -------------------------------------- */
+
+static int add_file(ts_log *l, uint64_t number, tab_map *tabs)
+{
+    if (l->nfiles == l->cap_files) {
+        size_t cap = l->cap_files ? l->cap_files * 2 : 8;
+        log_file *f = realloc(l->files, cap * sizeof *f);
+        if (!f) return bt_err(BT_ENOMEM, "commit log: file table of %zu", cap);
+        l->files = f;
+        l->cap_files = cap;
+    }
+    l->files[l->nfiles++] = (log_file){ number, *tabs };
+    *tabs = (tab_map){0};
+    return BT_OK;
+}
+
+static int index_record(void *arg, const log_rec *r)
+{
+    return tmap_raise(arg, r->tablet, r->last_seq);
+}
+
+/* Reads one pre-existing file and adds it, with its tablet map, to the table. */
+static int index_file(ts_log *l, uint64_t number)
+{
+    char path[PATH_CAP];
+    file_path(l, number, path, sizeof path);
+    uint8_t *data = NULL;
+    size_t len = 0, stop;
+    const char *why;
+    int rc = bt_env_read_all(l->env, path, &data, &len);
+    if (rc) return rc;
+    tab_map tabs = {0};
+    rc = walk_records(data, len, index_record, &tabs, &stop, &why);
+    free(data);
+    if (!rc && why)
+        BT_WARN("commit log %s: stopping at offset %zu of %zu: %s (torn or corrupt tail ignored)",
+                path, stop, len, why);
+    if (!rc) rc = add_file(l, number, &tabs);
+    tmap_free(&tabs);
+    return rc;
+}
+
+typedef struct num_list { uint64_t *v; size_t n, cap; int err; } num_list;
+
+/* Accepts "<digits>.log" names only. */
+static bool parse_log_name(const char *name, uint64_t *number)
+{
+    size_t len = strlen(name), digits = len - 4;
+    if (len < 5 || len > 24 || strcmp(name + digits, ".log") != 0) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        if (name[i] < '0' || name[i] > '9') return false;
+        uint64_t d = (uint64_t)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *number = v;
+    return true;
+}
+
+static int collect_name(void *arg, const char *name)
+{
+    num_list *nl = arg;
+    uint64_t number;
+    if (!parse_log_name(name, &number)) return 0;
+    if (nl->n == nl->cap) {
+        size_t cap = nl->cap ? nl->cap * 2 : 16;
+        uint64_t *v = realloc(nl->v, cap * sizeof *v);
+        if (!v) { nl->err = bt_err(BT_ENOMEM, "commit log: listing"); return 1; }
+        nl->v = v;
+        nl->cap = cap;
+    }
+    nl->v[nl->n++] = number;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int index_existing(ts_log *l)
+{
+    num_list nl = {0};
+    int rc = bt_env_list(l->env, l->dir, collect_name, &nl);
+    if (!rc) rc = nl.err;
+    if (rc) { free(nl.v); return rc; }
+    if (nl.n) qsort(nl.v, nl.n, sizeof *nl.v, cmp_u64);
+    l->old = nl.v;
+    l->nold = nl.n;
+    for (size_t i = 0; i < nl.n && !rc; i++) rc = index_file(l, nl.v[i]);
+    l->next_number = nl.n ? nl.v[nl.n - 1] + 1 : 1;
+    return rc;
+}
+
+/* ---- file management (io_mu held) ----------------------------------------- */
+
+/* Creates the next file, makes its directory entry durable and makes it the
+ * active file.  A failed attempt leaves nothing acknowledged in that number,
+ * so the retry reuses (truncates) it. */
+static int open_active(ts_log *l)
+{
+    char path[PATH_CAP];
+    file_path(l, l->next_number, path, sizeof path);
+    bt_wfile *wf;
+    int rc = bt_env_open_writable(l->env, path, BT_ENV_CREATE_TRUNC, &wf);
+    if (rc) return rc;
+    rc = bt_env_sync_dir(l->env, l->dir);
+    if (!rc) {
+        tab_map none = {0};
+        pthread_mutex_lock(&l->mu);
+        rc = add_file(l, l->next_number, &none);
+        pthread_mutex_unlock(&l->mu);
+    }
+    if (rc) {
+        bt_wfile_close(wf);
+        return rc;
+    }
+    l->wf = wf;
+    l->active_bytes = 0;
+    l->next_number++;
+    return BT_OK;
+}
+
+/* Closes the active file after a failed write or sync.  If it held
+ * acknowledged but unsynced bytes (GROUP mode), tries once to make them
+ * durable — unless the failure was the sync itself, which must not be
+ * retried (the kernel may have dropped the dirty pages and a second fdatasync
+ * could falsely succeed).  Returns true if those bytes may be lost. */
+static bool abandon_active(ts_log *l, int rc, bool sync_failed, bool had_unsynced)
+{
+    bool lost = false;
+    BT_WARN("commit log %s: abandoning file %012" PRIu64 " after %s: %s",
+            l->dir, l->next_number - 1, bt_errname(rc), bt_errmsg());
+    if (had_unsynced) {
+        atomic_fetch_add_explicit(&l->st_syncs, 1, memory_order_relaxed);
+        if (sync_failed || bt_wfile_sync(l->wf) != BT_OK) lost = true;
+    }
+    bt_wfile_close(l->wf);
+    l->wf = NULL;
+    return lost;
+}
+
+/* Adds the batch's tablets to the active file's map before the bytes reach
+ * the file, so the file can never be deleted while it holds records some
+ * tablet still needs. */
+static int note_batch_tablets(ts_log *l, const tab_map *tabs)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = tmap_merge(&l->files[l->nfiles - 1].tabs, tabs);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+typedef struct io_result {
+    bool wrote, synced, sync_failed;
+} io_result;
+
+/* Writes the batch with one append and, if asked (or if it must), one sync. */
+static int write_batch(ts_log *l, const batch *b, bool sync, io_result *res)
+{
+    if (b->buf.len == 0 && !(sync && b->had_unsynced)) return BT_OK;
+    int rc = l->wf ? BT_OK : open_active(l);
+    if (rc) return rc;
+    if (b->buf.len) {
+        if ((rc = note_batch_tablets(l, &b->tabs))) return rc;
+        if ((rc = bt_wfile_append(l->wf, b->buf.data, b->buf.len))) return rc;
+        l->active_bytes += b->buf.len;
+        atomic_fetch_add_explicit(&l->st_bytes, b->buf.len, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->st_groups, 1, memory_order_relaxed);
+        res->wrote = true;
+    }
+    if (sync) {
+        atomic_fetch_add_explicit(&l->st_syncs, 1, memory_order_relaxed);
+        rc = bt_wfile_sync(l->wf);
+        if (rc) { res->sync_failed = true; return rc; }
+        res->synced = true;
+    }
+    return BT_OK;
+}
+
+/* Starts the next file once the active one passed roll_bytes.  Returns true
+ * if acknowledged bytes of the old file may be lost. */
+static bool roll_active(ts_log *l, bool dirty)
+{
+    bool lost = false;
+    if (dirty) {
+        atomic_fetch_add_explicit(&l->st_syncs, 1, memory_order_relaxed);
+        if (bt_wfile_sync(l->wf) != BT_OK) {
+            BT_WARN("commit log %s: sync before roll failed: %s", l->dir, bt_errmsg());
+            lost = true;
+        }
+    }
+    bt_wfile_close(l->wf);
+    l->wf = NULL;
+    /* If the open fails the next batch retries it. */
+    if (open_active(l) != BT_OK)
+        BT_WARN("commit log %s: cannot start the next file: %s", l->dir, bt_errmsg());
+    return lost;
+}
+
+/* ---- leader rounds --------------------------------------------------------- */
+
+static void take_batch(ts_log *l, batch *b)
+{
+    b->buf = l->pending;
+    l->pending = l->spare;
+    l->spare = (bt_buf){0};
+    b->tabs = l->pending_tabs;
+    l->pending_tabs = (tab_map){0};
+    b->waiters = l->wait_head;
+    l->wait_head = l->wait_tail = NULL;
+    b->had_unsynced = l->unsynced;
+}
+
+/* Marks the batch's waiters, records lost acknowledged data and recycles the
+ * buffer.  mu held. */
+static void publish_batch(ts_log *l, batch *b, int rc, bool lost)
+{
+    for (waiter *w = b->waiters; w; w = w->next) {
+        w->status = rc;
+        w->done = true;
+    }
+    if (lost && !l->lost_err) l->lost_err = rc ? rc : BT_EIO;
+    bt_buf_clear(&b->buf);
+    if (!l->spare.data && b->buf.cap <= SPARE_KEEP_BYTES) l->spare = b->buf;
+    else bt_buf_free(&b->buf);
+    tmap_free(&b->tabs);
+    pthread_cond_broadcast(&l->cv);
+}
+
+/* Runs one leader round: takes every pending record, writes them with one
+ * append, syncs if the mode (or force_sync) asks, wakes the covered waiters,
+ * then rolls the file if it is full.  Called with mu held and leader_active
+ * set by the caller; returns with mu held and leadership released.  Returns
+ * the batch's status. */
+static int lead_round(ts_log *l, bool force_sync)
+{
+    batch b;
+    take_batch(l, &b);
+    bool sync = force_sync || l->mode != TS_DURABILITY_GROUP;
+    pthread_mutex_unlock(&l->mu);
+
+    pthread_mutex_lock(&l->io_mu);
+    io_result res = {0};
+    int rc = write_batch(l, &b, sync, &res);
+    bool lost = false, dirty = false;
+    if (rc) {
+        /* Keep the failure's detail: the clean-up below may overwrite it. */
+        char why[256];
+        snprintf(why, sizeof why, "%s", bt_errmsg());
+        /* NONE mode acknowledged these records when they were buffered. */
+        lost = l->mode == TS_DURABILITY_NONE && b.buf.len > 0;
+        if (l->wf && abandon_active(l, rc, res.sync_failed, b.had_unsynced)) lost = true;
+        bt_err(rc, "%s", why);
+    } else {
+        dirty = !res.synced && (b.had_unsynced || res.wrote);
+    }
+    bool roll = l->wf && l->active_bytes >= l->roll_bytes;
+
+    pthread_mutex_lock(&l->mu);
+    l->unsynced = dirty;
+    publish_batch(l, &b, rc, lost);
+    pthread_mutex_unlock(&l->mu);
+
+    if (roll) {
+        bool roll_lost = roll_active(l, dirty);
+        pthread_mutex_lock(&l->mu);
+        l->unsynced = false;
+        if (roll_lost && !l->lost_err) l->lost_err = BT_EIO;
+        pthread_mutex_unlock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->io_mu);
+
+    pthread_mutex_lock(&l->mu);
+    l->leader_active = false;
+    pthread_cond_broadcast(&l->cv);
+    return rc;
+}
+
+/* Waits for leadership and runs a round that syncs.  mu held. */
+static int lead_sync_round(ts_log *l)
+{
+    while (l->leader_active) pthread_cond_wait(&l->cv, &l->mu);
+    l->leader_active = true;
+    return lead_round(l, true);
+}
+
+/* ---- background flusher (GROUP and NONE modes) ----------------------------- */
+
+static void deadline_after_ms(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
+}
+
+static void *bg_main(void *arg)
+{
+    ts_log *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->closing) {
+        struct timespec ts;
+        deadline_after_ms(&ts, l->group_ms);
+        int w = 0;
+        while (!l->closing && w != ETIMEDOUT) w = pthread_cond_timedwait(&l->bg_cv, &l->mu, &ts);
+        if (l->closing) break;
+        if (l->pending.len == 0 && !l->unsynced) continue;
+        if (lead_sync_round(l) != BT_OK)
+            BT_WARN("commit log %s: background flush failed: %s", l->dir, bt_errmsg());
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* ---- open / close ----------------------------------------------------------- */
+
+static void log_free(ts_log *l)
+{
+    for (size_t i = 0; i < l->nfiles; i++) tmap_free(&l->files[i].tabs);
+    free(l->files);
+    tmap_free(&l->flushed);
+    tmap_free(&l->pending_tabs);
+    bt_buf_free(&l->pending);
+    bt_buf_free(&l->spare);
+    pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->io_mu);
+    pthread_cond_destroy(&l->cv);
+    pthread_cond_destroy(&l->bg_cv);
+    free(l->old);
+    free(l->dir);
+    free(l);
+}
+
+static void init_sync(ts_log *l)
+{
+    pthread_condattr_t ca;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->io_mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->bg_cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+static ts_log *log_new(const ts_log_options *o)
+{
+    ts_log *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->dir = strdup(o->dir);
+    if (!l->dir) { free(l); return NULL; }
+    l->env = o->env;
+    l->mode = o->durability;
+    l->group_ms = o->group_ms ? o->group_ms : DEFAULT_GROUP_MS;
+    l->roll_bytes = o->roll_bytes ? o->roll_bytes : DEFAULT_ROLL;
+    l->max_record = o->max_record ? o->max_record : DEFAULT_MAX_REC;
+    if (l->max_record > MAX_BODY - MAX_VARINTS) l->max_record = MAX_BODY - MAX_VARINTS;
+    init_sync(l);
+    return l;
+}
+
+int ts_log_open(const ts_log_options *o, ts_log **out)
+{
+    *out = NULL;
+    if (!o || !o->env || !o->dir || !*o->dir)
+        return bt_err(BT_EINVAL, "ts_log_open: env and dir are required");
+    if ((unsigned)o->durability > TS_DURABILITY_NONE)
+        return bt_err(BT_EINVAL, "ts_log_open: bad durability %d", (int)o->durability);
+    if (strlen(o->dir) > PATH_CAP - 32)
+        return bt_err(BT_EINVAL, "ts_log_open: directory path too long");
+    ts_log *l = log_new(o);
+    if (!l) return bt_err(BT_ENOMEM, "ts_log_open: out of memory");
+    int rc = bt_env_mkdir(l->env, l->dir);
+    if (!rc) rc = index_existing(l);
+    if (!rc) {
+        pthread_mutex_lock(&l->io_mu);
+        rc = open_active(l);
+        pthread_mutex_unlock(&l->io_mu);
+    }
+    if (!rc && l->mode != TS_DURABILITY_SYNC) {
+        if (pthread_create(&l->bg, NULL, bg_main, l) != 0) {
+            rc = bt_err(BT_ENOMEM, "ts_log_open: cannot start the flusher thread");
+        } else {
+            l->bg_started = true;
+        }
+    }
+    if (rc) {
+        if (l->wf) bt_wfile_close(l->wf);
+        log_free(l);
+        return rc;
+    }
+    *out = l;
+    return BT_OK;
+}
+
+int ts_log_close(ts_log *l)
+{
+    if (!l) return BT_OK;
+    pthread_mutex_lock(&l->mu);
+    l->closing = true;
+    pthread_cond_broadcast(&l->bg_cv);
+    pthread_mutex_unlock(&l->mu);
+    if (l->bg_started) pthread_join(l->bg, NULL);
+
+    pthread_mutex_lock(&l->mu);
+    int rc = lead_sync_round(l);
+    if (!rc) rc = l->lost_err;
+    pthread_mutex_unlock(&l->mu);
+
+    pthread_mutex_lock(&l->io_mu);
+    if (l->wf) {
+        int crc = bt_wfile_close(l->wf);
+        if (!rc) rc = crc;
+        l->wf = NULL;
+    }
+    pthread_mutex_unlock(&l->io_mu);
+    log_free(l);
+    return rc;
+}
+
+/* ---- append / sync ------------------------------------------------------------ */
+
+/* Encodes the record header into hdr (room for HDR_BYTES + MAX_VARINTS) and
+ * returns its length; the checksum covers the header's tail and payload. */
+static size_t encode_header(uint8_t *hdr, uint64_t tablet, uint64_t seq, uint64_t last_seq,
+                            const void *payload, size_t n)
+{
+    uint8_t *p = hdr + HDR_BYTES;
+    p = bt_put_varint64(p, tablet);
+    p = bt_put_varint64(p, seq);
+    p = bt_put_varint64(p, last_seq);
+    size_t hlen = (size_t)(p - hdr);
+    bt_put_fixed32(hdr + 4, (uint32_t)(hlen - HDR_BYTES + n));
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, hdr + 4, hlen - 4);
+    XXH3_64bits_update(&st, payload, n);
+    bt_put_fixed32(hdr, (uint32_t)XXH3_64bits_digest(&st));
+    return hlen;
+}
+
+/* Copies an encoded record into the pending buffer.  mu held. */
+static int enqueue(ts_log *l, const uint8_t *hdr, size_t hlen, uint64_t tablet,
+                   uint64_t last_seq, const void *payload, size_t n)
+{
+    if (l->closing) return bt_err(BT_ECLOSED, "commit log %s: closed", l->dir);
+    int rc = bt_buf_reserve(&l->pending, hlen + n);
+    if (!rc) rc = tmap_raise(&l->pending_tabs, tablet, last_seq);
+    if (rc) return bt_err(BT_ENOMEM, "commit log: pending buffer of %zu bytes", l->pending.len + hlen + n);
+    memcpy(l->pending.data + l->pending.len, hdr, hlen);
+    if (n) memcpy(l->pending.data + l->pending.len + hlen, payload, n);
+    l->pending.len += hlen + n;
+    atomic_fetch_add_explicit(&l->st_appends, 1, memory_order_relaxed);
+    return BT_OK;
+}
+
+/* NONE mode: the record is acknowledged once buffered; an appender only
+ * writes when the buffer has grown past NONE_FLUSH_BYTES.  mu held. */
+static int none_mode_flush(ts_log *l)
+{
+    int rc = BT_OK;
+    while (l->pending.len >= NONE_FLUSH_BYTES && rc == BT_OK) {
+        if (l->leader_active) {
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        l->leader_active = true;
+        rc = lead_round(l, true);
+    }
+    return rc;
+}
+
+/* SYNC/GROUP: waits until a leader (maybe this thread) has covered w.  mu held. */
+static int wait_covered(ts_log *l, waiter *w)
+{
+    bool led = false;
+    while (!w->done) {
+        if (l->leader_active) {
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        l->leader_active = true;
+        lead_round(l, false);
+        led = w->done;
+    }
+    /* The leader's thread holds the detail; give followers one too. */
+    if (w->status && !led)
+        bt_err(w->status, "commit log %s: the batch carrying this record failed: %s",
+               l->dir, bt_strerror(w->status));
+    return w->status;
+}
+
+int ts_log_append(ts_log *l, uint64_t tablet_id, uint64_t seq, uint64_t last_seq,
+                  const void *payload, size_t n)
+{
+    if (n > l->max_record)
+        return bt_err(BT_ETOOBIG, "commit log: record for tablet %" PRIu64 " has %zu payload bytes, "
+                      "over max_record %zu", tablet_id, n, l->max_record);
+    if (last_seq < seq)
+        return bt_err(BT_EINVAL, "commit log: last_seq %" PRIu64 " < seq %" PRIu64, last_seq, seq);
+    if (n && !payload) return bt_err(BT_EINVAL, "commit log: NULL payload");
+    uint8_t hdr[HDR_BYTES + MAX_VARINTS];
+    size_t hlen = encode_header(hdr, tablet_id, seq, last_seq, payload, n);
+
+    pthread_mutex_lock(&l->mu);
+    int rc = enqueue(l, hdr, hlen, tablet_id, last_seq, payload, n);
+    if (rc == BT_OK && l->mode == TS_DURABILITY_NONE) {
+        rc = none_mode_flush(l);
+    } else if (rc == BT_OK) {
+        waiter w = {0};
+        if (l->wait_tail) l->wait_tail->next = &w;
+        else l->wait_head = &w;
+        l->wait_tail = &w;
+        rc = wait_covered(l, &w);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int ts_log_sync(ts_log *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->closing ? bt_err(BT_ECLOSED, "commit log %s: closed", l->dir) : lead_sync_round(l);
+    if (!rc) rc = l->lost_err;
+    l->lost_err = 0;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* ---- replay ------------------------------------------------------------------ */
+
+typedef struct replay_ctx {
+    uint64_t tablet, after_seq;
+    ts_log_replay_fn fn;
+    void *arg;
+} replay_ctx;
+
+static int replay_record(void *arg, const log_rec *r)
+{
+    replay_ctx *c = arg;
+    if (c->tablet != TS_LOG_ALL_TABLETS && r->tablet != c->tablet) return 0;
+    if (r->seq <= c->after_seq) return 0;
+    return c->fn(c->arg, r->tablet, r->seq, r->payload, r->n);
+}
+
+int ts_log_replay(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
+                  ts_log_replay_fn fn, void *arg)
+{
+    replay_ctx c = { tablet_id, after_seq, fn, arg };
+    for (size_t i = 0; i < l->nold; i++) {
+        char path[PATH_CAP];
+        file_path(l, l->old[i], path, sizeof path);
+        uint8_t *data = NULL;
+        size_t len = 0, stop;
+        const char *why;
+        int rc = bt_env_read_all(l->env, path, &data, &len);
+        if (rc == BT_ENOTFOUND) continue;   /* deleted since open: fully flushed */
+        if (rc) return rc;
+        rc = walk_records(data, len, replay_record, &c, &stop, &why);
+        free(data);
+        if (rc) return rc;
+    }
+    return BT_OK;
+}
+
+/* ---- flushed tablets and file deletion ------------------------------------------ */
+
+static bool file_needed(const ts_log *l, const log_file *f)
+{
+    for (size_t i = 0; i < f->tabs.n; i++) {
+        const tab_seq *fl = tmap_find(&l->flushed, f->tabs.v[i].tablet);
+        if (!fl || fl->seq < f->tabs.v[i].seq) return true;
+    }
+    return false;
+}
+
+/* Moves the numbers of deletable files (never the active, last one) into
+ * *out and drops them from the table.  mu held. */
+static size_t take_deletable(ts_log *l, uint64_t **out)
+{
+    size_t ndel = 0, keep = 0;
+    uint64_t *del = l->nfiles > 1 ? malloc((l->nfiles - 1) * sizeof *del) : NULL;
+    for (size_t i = 0; i < l->nfiles; i++) {
+        log_file *f = &l->files[i];
+        if (del && i + 1 < l->nfiles && !file_needed(l, f)) {
+            del[ndel++] = f->number;
+            tmap_free(&f->tabs);
+        } else {
+            l->files[keep++] = *f;
+        }
+    }
+    l->nfiles = keep;
+    *out = del;
+    return ndel;
+}
+
+static void delete_files(ts_log *l, const uint64_t *nums, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char path[PATH_CAP];
+        file_path(l, nums[i], path, sizeof path);
+        int rc = bt_env_remove(l->env, path);
+        if (rc && rc != BT_ENOTFOUND)
+            BT_WARN("commit log: cannot delete %s: %s", path, bt_errmsg());
+    }
+    if (n && bt_env_sync_dir(l->env, l->dir) != BT_OK)
+        BT_WARN("commit log %s: sync_dir after deleting files failed: %s", l->dir, bt_errmsg());
+}
+
+/* Deletes the files nothing needs any more; the I/O runs outside mu.  Called
+ * with mu held; returns with it released. */
+static void collect_garbage_and_unlock(ts_log *l)
+{
+    uint64_t *del;
+    size_t n = take_deletable(l, &del);
+    pthread_mutex_unlock(&l->mu);
+    delete_files(l, del, n);
+    free(del);
+}
+
+void ts_log_tablet_flushed(ts_log *l, uint64_t tablet_id, uint64_t flushed_seq)
+{
+    pthread_mutex_lock(&l->mu);
+    if (tmap_raise(&l->flushed, tablet_id, flushed_seq) != BT_OK) {
+        /* Nothing is deleted this time; a later report retries. */
+        pthread_mutex_unlock(&l->mu);
+        return;
+    }
+    collect_garbage_and_unlock(l);
+}
+
+void ts_log_forget_tablet(ts_log *l, uint64_t tablet_id)
+{
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < l->nfiles; i++) tmap_remove(&l->files[i].tabs, tablet_id);
+    tmap_remove(&l->flushed, tablet_id);
+    collect_garbage_and_unlock(l);
+}
+
+void ts_log_get_stats(ts_log *l, ts_log_stats *s)
+{
+    s->appends = atomic_load_explicit(&l->st_appends, memory_order_relaxed);
+    s->syncs = atomic_load_explicit(&l->st_syncs, memory_order_relaxed);
+    s->groups = atomic_load_explicit(&l->st_groups, memory_order_relaxed);
+    s->bytes = atomic_load_explicit(&l->st_bytes, memory_order_relaxed);
+    pthread_mutex_lock(&l->mu);
+    s->live_files = (uint32_t)l->nfiles;
+    s->active_file = l->nfiles ? l->files[l->nfiles - 1].number : 0;
+    pthread_mutex_unlock(&l->mu);
+}

@@ -1,0 +1,52 @@
+/* tabletserver/manifest.h: a tablet's durable state (docs/formats.md,
+ * "Tablet manifest").  One file, DIR/MANIFEST, replaced atomically
+ * (write MANIFEST.tmp, fsync, rename, fsync DIR) on every change. */
+#ifndef BT_TS_MANIFEST_H
+#define BT_TS_MANIFEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/coding.h"
+#include "common/env.h"
+#include "tabletserver/tablet.h"
+
+#define TS_MANIFEST_MAGIC   0x464d5442u   /* "BTMF" little-endian */
+#define TS_MANIFEST_VERSION 1u
+
+/* One SSTable the tablet reads. */
+typedef struct ts_file_meta {
+    char *path;          /* as stored: own files "NNNNNN.sst" relative to the
+                            tablet dir; inherited ones a full path */
+    int group;           /* locality group */
+    uint64_t size;
+    uint64_t max_seq;
+    bool inherited;      /* shared with a split sibling: never deleted by the tablet */
+    /* internal-key range this tablet may read from the file: [lo, hi); empty = unbounded */
+    bt_buf lo, hi;
+} ts_file_meta;
+
+typedef struct ts_manifest {
+    uint64_t tablet_id;
+    bt_buf start_row, end_row;   /* raw rows; end empty = unbounded */
+    ts_schema schema;
+    uint64_t flushed_seq;        /* every mutation <= this is in the files */
+    uint64_t last_seq;           /* highest sequence ever assigned (at write time) */
+    uint64_t next_file;
+    int n_files;
+    ts_file_meta *files;         /* malloc'd array */
+} ts_manifest;
+
+int ts_manifest_write(bt_env *env, const char *dir, const ts_manifest *m);
+/* BT_ENOTFOUND if absent, BT_ECORRUPT if damaged (checksum, magic, fields). */
+int ts_manifest_read(bt_env *env, const char *dir, ts_manifest *m);
+void ts_manifest_free(ts_manifest *m);
+/* Deep-copies a file entry. */
+int ts_file_meta_copy(ts_file_meta *dst, const ts_file_meta *src);
+void ts_file_meta_free(ts_file_meta *f);
+
+int ts_schema_encode(const ts_schema *s, bt_buf *b);
+int ts_schema_decode(const uint8_t **p, const uint8_t *end, ts_schema *s);
+bool ts_valid_name(const char *s, size_t n);
+
+#endif
