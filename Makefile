@@ -31,6 +31,13 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 endif
 ifeq ($(SAN),thread)
 SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+# libcriterion cannot start under TSan: tests use the minimal compatible
+# harness in tests/shim (headers first on the include path, shim_main.o
+# linked instead of -lcriterion).
+SHIM_OBJ := $(BUILD)/obj/tests/shim/shim_main.o
+SHIM_HDR := tests/shim/criterion/criterion.h
+TESTLIBS := $(SHIM_OBJ)
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/shim
 endif
 LDFLAGS += $(SANFLAGS)
 
@@ -72,9 +79,10 @@ $(BUILD)/bin/bt-%: $(BUILD)/obj/tools/%_main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIB) $(SHIM_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(TEST_HELPER_OBJS) $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
+$(TEST_SRCS:%.c=$(BUILD)/obj/%.o) $(TEST_HELPER_OBJS): $(SHIM_HDR)
 
 test: all
 	@scripts/run-tests.sh $(BUILD)
@@ -104,4 +112,4 @@ install: all
 clean:
 	rm -rf build build-asan build-tsan
 
--include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_HELPER_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_HELPER_OBJS:.o=.d) $(SHIM_OBJ:.o=.d)

@@ -114,7 +114,7 @@ static inline uint32_t restart_at(const sst_block *b, uint32_t i)
 
 /* Decodes the three lengths of the entry at `off` and checks that its key and
  * value bytes lie inside the entry area.  *body = offset of the key bytes. */
-static inline bool decode_header(const sst_block *b, uint32_t off, uint32_t *shared,
+static inline __attribute__((always_inline)) bool decode_header(const sst_block *b, uint32_t off, uint32_t *shared,
                                  uint32_t *ns, uint32_t *vn, uint32_t *body)
 {
     const uint8_t *p = b->data + off, *limit = b->data + b->limit;
@@ -157,12 +157,15 @@ static inline void parse_next(sst_block_iter *it)
         set_corrupt(it, off, "shared prefix longer than the previous key");
         return;
     }
-    it->key.len = shared;
-    if (bt_buf_append(&it->key, it->blk.data + body, ns)) {
+    /* The key buffer only grows, so after the first few entries this is a
+     * bare memcpy. */
+    if (it->key.cap - shared < ns && bt_buf_reserve(&it->key, shared + ns - it->key.len)) {
         it->valid = false;
         it->status = bt_err(BT_ENOMEM, "block iterator: key buffer");
         return;
     }
+    if (ns) memcpy(it->key.data + shared, it->blk.data + body, ns);
+    it->key.len = (size_t)shared + ns;
     it->val = it->blk.data + body + ns;
     it->vlen = vn;
     it->next = body + ns + vn;
@@ -271,9 +274,7 @@ static int bi_status(sst_iter *i) { return ((sst_block_iter *)i)->status; }
 
 static const uint8_t *bi_key(sst_iter *i, size_t *n)
 {
-    sst_block_iter *it = (sst_block_iter *)i;
-    *n = it->key.len;
-    return it->key.data;
+    return sst_block_iter_key((sst_block_iter *)i, n);
 }
 
 static const uint8_t *bi_value(sst_iter *i, size_t *n)

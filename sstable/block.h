@@ -88,6 +88,13 @@ void sst_block_iter_next(sst_block_iter *it);
 
 static inline bool sst_block_iter_valid(const sst_block_iter *it) { return it->valid; }
 
+/* The current key; never NULL, even for an empty key (callers may memcmp). */
+static inline const uint8_t *sst_block_iter_key(const sst_block_iter *it, size_t *n)
+{
+    *n = it->key.len;
+    return it->key.data ? it->key.data : (const uint8_t *)"";
+}
+
 /* A heap iterator over (data, n), which must outlive it.  A block whose
  * framing is corrupt gives an iterator that is empty with BT_ECORRUPT.
  * NULL on allocation failure. */

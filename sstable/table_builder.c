@@ -341,8 +341,8 @@ static int write_props(sst_builder *b, handle *h)
     sst_block_builder_init(&pb, PROPS_RESTART_INTERVAL);
     const uint8_t *raw;
     size_t n;
-    int rc = fill_props(b, &pb) ? BT_ENOMEM : sst_block_builder_finish(&pb, &raw, &n);
-    if (rc) rc = nomem(b);
+    int rc;
+    if (fill_props(b, &pb) || sst_block_builder_finish(&pb, &raw, &n)) rc = nomem(b);
     else rc = write_block(b, raw, n, false, h);
     sst_block_builder_free(&pb);
     return rc;

@@ -29,6 +29,9 @@
  * 64 bytes), so a larger claimed length is corrupt and must not be malloc'd. */
 #define SNAPPY_MAX_RATIO 24
 
+/* Bytes a scanning iterator reads at once (see fetch()). */
+#define READAHEAD (128 * 1024)
+
 typedef struct handle {
     uint64_t off, size;
 } handle;
@@ -467,26 +470,57 @@ typedef struct table_iter {
     bool in_block;           /* data is set on the block at block_off */
     uint64_t block_off;
     sst_cache_handle *h;     /* pins the current block when it came from the cache */
-    bt_buf raw;              /* reused read buffer (block + trailer) */
+    bt_buf raw;              /* reused read buffer: the last read, readahead included */
+    uint64_t raw_off;        /* file offset of raw.data[0]; raw.len bytes valid */
+    uint64_t seq_next;       /* where a sequential reader's next block starts */
     bt_buf ubuf;             /* reused decompression buffer */
     int status;
 } table_iter;
 
-/* Reads and verifies a block into it->raw; (*data, *n) are its contents, in
- * it->raw when stored raw, in it->ubuf or in *cb when Snappy-compressed. */
+/* Returns the block + trailer bytes at h, from the last read if it covers
+ * them.  A read that continues where the previous block ended is a scan, so
+ * it fetches READAHEAD bytes at once (within the data region) and the next
+ * blocks come from memory without a system call. */
+static int fetch(table_iter *it, const handle *h, const uint8_t **raw)
+{
+    size_t need = (size_t)h->size + SST_BLOCK_TRAILER;
+    bool sequential = h->off == it->seq_next;
+    it->seq_next = h->off + need;
+    if (h->off >= it->raw_off && h->off - it->raw_off <= it->raw.len &&
+        need <= it->raw.len - (h->off - it->raw_off)) {
+        *raw = it->raw.data + (h->off - it->raw_off);
+        return BT_OK;
+    }
+    size_t want = need;
+    if (sequential && want < READAHEAD) {
+        uint64_t left = it->r->data_end - h->off;
+        want = left < READAHEAD ? (size_t)left : READAHEAD;
+    }
+    it->raw.len = 0;
+    if (bt_buf_reserve(&it->raw, want))
+        return bt_err(BT_ENOMEM, "%s: block at %llu", it->r->path, (unsigned long long)h->off);
+    int rc = read_exact(it->r, h->off, want, it->raw.data);
+    if (rc) return rc;
+    it->raw.len = want;
+    it->raw_off = h->off;
+    *raw = it->raw.data;
+    return BT_OK;
+}
+
+/* Reads and verifies a block; (*data, *n) are its contents: in the read
+ * buffer when stored raw, in it->ubuf or in *cb when Snappy-compressed, and
+ * always in *cb when cb is given (a block bound for the cache). */
 static int read_block(table_iter *it, const handle *h, const uint8_t **data, size_t *n,
                       cached_block **cb)
 {
     const sst_reader *r = it->r;
     size_t size = (size_t)h->size;
+    const uint8_t *raw = NULL;
     int type, rc;
-    if (bt_buf_reserve(&it->raw, size + SST_BLOCK_TRAILER))
-        return bt_err(BT_ENOMEM, "%s: block at %llu", r->path, (unsigned long long)h->off);
-    if ((rc = read_exact(r, h->off, size + SST_BLOCK_TRAILER, it->raw.data))) return rc;
-    if ((rc = check_block(r, h->off, it->raw.data, size, &type))) return rc;
+    if ((rc = fetch(it, h, &raw))) return rc;
+    if ((rc = check_block(r, h->off, raw, size, &type))) return rc;
     size_t len = size;
-    if (type == SST_COMPRESS_SNAPPY && (rc = snappy_len(r, h->off, it->raw.data, size, &len)))
-        return rc;
+    if (type == SST_COMPRESS_SNAPPY && (rc = snappy_len(r, h->off, raw, size, &len))) return rc;
     uint8_t *dst;
     if (cb) {
         if (!(*cb = malloc(sizeof **cb + len)))
@@ -497,10 +531,12 @@ static int read_block(table_iter *it, const handle *h, const uint8_t **data, siz
             return bt_err(BT_ENOMEM, "%s: block at %llu", r->path, (unsigned long long)h->off);
         dst = it->ubuf.data;
     } else {
-        dst = it->raw.data;
+        *data = raw;
+        *n = len;
+        return BT_OK;
     }
-    if (type == SST_COMPRESS_SNAPPY) rc = snappy_into(r, h->off, it->raw.data, size, dst, len);
-    else if (dst != it->raw.data) memcpy(dst, it->raw.data, len);
+    if (type == SST_COMPRESS_SNAPPY) rc = snappy_into(r, h->off, raw, size, dst, len);
+    else memcpy(dst, raw, len);
     *data = dst;
     *n = len;
     return rc;
@@ -641,9 +677,7 @@ static void ti_next(sst_iter *i)
 
 static const uint8_t *ti_key(sst_iter *i, size_t *n)
 {
-    table_iter *it = (table_iter *)i;
-    *n = it->data.key.len;
-    return it->data.key.data;
+    return sst_block_iter_key(&((table_iter *)i)->data, n);
 }
 
 static const uint8_t *ti_value(sst_iter *i, size_t *n)
@@ -679,6 +713,7 @@ sst_iter *sst_reader_iter(sst_reader *r, bool fill_cache)
     it->base.ops = &table_iter_ops;
     it->r = r;
     it->fill_cache = fill_cache;
+    it->seq_next = UINT64_MAX;
     sst_block_iter_init(&it->index, &r->index);
     sst_block_iter_init(&it->data, NULL);
     sst_reader_ref(r);

@@ -393,9 +393,11 @@ static bool abandon_active(ts_log *l, int rc, bool sync_failed, bool had_unsynce
     bool lost = false;
     BT_WARN("commit log %s: abandoning file %012" PRIu64 " after %s: %s",
             l->dir, l->next_number - 1, bt_errname(rc), bt_errmsg());
-    if (had_unsynced) {
+    if (had_unsynced && sync_failed) {
+        lost = true;
+    } else if (had_unsynced) {
         atomic_fetch_add_explicit(&l->st_syncs, 1, memory_order_relaxed);
-        if (sync_failed || bt_wfile_sync(l->wf) != BT_OK) lost = true;
+        lost = bt_wfile_sync(l->wf) != BT_OK;
     }
     bt_wfile_close(l->wf);
     l->wf = NULL;

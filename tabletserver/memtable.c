@@ -38,6 +38,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/coding.h"
 #include "common/status.h"
@@ -207,7 +208,6 @@ static bool find_splice(ts_memtable *m, const uint8_t *key, size_t kn)
     for (;;) {
         mt_node *next = atomic_load_explicit(link_at(x, level), memory_order_relaxed);
         if (next && next != last_bigger) {
-            __builtin_prefetch(atomic_load_explicit(link_at(next, level), memory_order_relaxed));
             int c = cmp_node(key, kn, next);
             if (c > 0) {
                 x = next;

@@ -8,6 +8,13 @@
  * The concurrency test runs one writer against three lock-free readers; the
  * readers record problems in counters that the main thread asserts on, since
  * Criterion assertions are not meant to be called from other threads.
+ *
+ * Memory ordering in the concurrency test: the writer stores `started` = i+1
+ * (relaxed) before inserting key i.  A reader reaches key i only through an
+ * acquire load of a link published (release) after that store, so its later
+ * relaxed load of `started` must return > i: a reader that sees a key the
+ * writer had not yet begun to insert has found a bug.  `writer_done` is a
+ * release/acquire flag, so a scan begun after reading it must see all keys.
  */
 #include <criterion/criterion.h>
 

@@ -545,6 +545,10 @@ Test(sstable, keys_not_increasing)
     cr_assert_eq(sst_builder_add(b, (const uint8_t *)"b", 1, NULL, 0), BT_EINVAL);
     cr_assert_eq(sst_builder_add(b, (const uint8_t *)"a", 1, NULL, 0), BT_EINVAL);
     cr_assert_eq(sst_builder_add(b, (const uint8_t *)"", 0, NULL, 0), BT_EINVAL);
+    /* Sizes are checked before any byte is read. */
+    cr_assert_eq(sst_builder_add(b, (const uint8_t *)"c", (size_t)SST_MAX_KEY + 1, NULL, 0), BT_ETOOBIG);
+    cr_assert_eq(sst_builder_add(b, (const uint8_t *)"c", 1, (const uint8_t *)"v", (size_t)SST_MAX_VALUE + 1),
+                 BT_ETOOBIG);
     /* The rejected pairs leave the builder usable. */
     cr_assert_eq(sst_builder_add(b, (const uint8_t *)"b\0", 2, (const uint8_t *)"v", 1), 0);
     cr_assert_eq(sst_builder_entries(b), 2);
@@ -690,16 +694,18 @@ Test(sstable, cache_hits_after_first_read)
     cr_assert_eq(sst_reader_open(fe, tpath("c.sst"), c, &r), 0);
     uint64_t nblocks = sst_reader_props(r)->num_data_blocks;
 
-    /* fill_cache = false reads every block and caches nothing. */
+    /* fill_cache = false reads (with readahead: fewer calls than blocks) and
+     * caches nothing. */
     uint64_t c0 = bt_env_fault_calls(fe);
     check_scan(r, &d, false);
-    cr_assert_geq(bt_env_fault_calls(fe) - c0, nblocks);
+    cr_assert_gt(bt_env_fault_calls(fe) - c0, 0);
+    cr_assert_lt(bt_env_fault_calls(fe) - c0, nblocks);
     cr_assert_eq(sst_cache_usage(c), 0);
 
-    /* The first filling scan reads every block once, the next ones none. */
+    /* The first filling scan reads every block, the next ones none. */
     c0 = bt_env_fault_calls(fe);
     check_scan(r, &d, true);
-    cr_assert_eq(bt_env_fault_calls(fe) - c0, nblocks);
+    cr_assert_gt(bt_env_fault_calls(fe) - c0, 0);
     size_t usage = sst_cache_usage(c);
     cr_assert_gt(usage, sst_reader_props(r)->data_bytes);   /* charge = uncompressed size */
     c0 = bt_env_fault_calls(fe);
@@ -714,7 +720,7 @@ Test(sstable, cache_hits_after_first_read)
     cr_assert_eq(sst_reader_open(fe, tpath("c.sst"), c, &r2), 0);
     c0 = bt_env_fault_calls(fe);
     check_scan(r2, &d, true);
-    cr_assert_eq(bt_env_fault_calls(fe) - c0, nblocks);
+    cr_assert_gt(bt_env_fault_calls(fe) - c0, 0);
     cr_assert_eq(sst_cache_usage(c), 2 * usage);
 
     /* Dropping a reader drops its blocks. */
@@ -882,23 +888,23 @@ static void pwrite_byte(int fd, uint64_t off, uint8_t v)
     cr_assert_eq(pwrite(fd, &v, 1, (off_t)off), 1);
 }
 
-Test(sstable, corruption_every_byte, .timeout = 120)
+/* Builds the table, then flips one bit at each chosen offset (restoring it
+ * afterwards) and checks the damaged file.  Every byte of the format is under
+ * a checksum or is the magic, so every flip must be detected. */
+static void flip_bits(const sst_options *o, size_t nkeys, uint64_t stride, uint64_t seed)
 {
-    dataset d = make_dataset(300, 12, VAL_SMALL, 16);
-    sst_options o = opts(256, true, 10);
-    o.restart_interval = 4;
+    dataset d = make_dataset(nkeys, 12, VAL_SMALL, seed);
     const char *path = tpath("x.sst");
     sst_builder *b;
-    cr_assert_eq(sst_builder_new(bt_env_posix(), path, &o, &b), 0);
+    cr_assert_eq(sst_builder_new(bt_env_posix(), path, o, &b), 0);
     for (size_t i = 0; i < d.n; i++) sst_builder_add(b, d.e[i].k, d.e[i].kn, value_of(&d, i), d.e[i].vn);
     sst_builder_set_prop(b, "max_seq", 77);
     uint64_t size;
     cr_assert_eq(sst_builder_finish(b, &size), 0);
-    cr_assert_geq(size, 2000);
     sst_reader *r = open_ok(path, NULL);
     cr_assert_geq(sst_reader_props(r)->num_data_blocks, 20);
-    cr_log_info("corrupting %llu bytes, %llu data blocks", (unsigned long long)size,
-                (unsigned long long)sst_reader_props(r)->num_data_blocks);
+    cr_log_info("corrupting %llu bytes, %llu data blocks, stride %llu", (unsigned long long)size,
+                (unsigned long long)sst_reader_props(r)->num_data_blocks, (unsigned long long)stride);
     sst_reader_unref(r);
 
     uint8_t *orig;
@@ -907,19 +913,37 @@ Test(sstable, corruption_every_byte, .timeout = 120)
     int fd = open(path, O_RDWR);
     cr_assert_geq(fd, 0);
     sst_cache *c = sst_cache_new(1 << 20);
-    size_t detected = 0;
-    for (uint64_t off = 0; off < size; off++) {
-        pwrite_byte(fd, off, orig[off] ^ (uint8_t)(1u << (off % 8)));
+    size_t detected = 0, tried = 0;
+    uint64_t s = seed;
+    /* Every offset in the last 256 bytes (index tail and footer), then the
+     * stride over the whole file. */
+    for (uint64_t off = 0; off < size; off += off + 256 >= size ? 1 : stride, tried++) {
+        uint8_t bit = (uint8_t)(1u << (stride == 1 ? off % 8 : rnd(&s) % 8));
+        pwrite_byte(fd, off, orig[off] ^ bit);
         detected += check_damaged(path, &d, off % 5 == 0 ? c : NULL);
         pwrite_byte(fd, off, orig[off]);
     }
-    /* Every byte is covered by a checksum or the magic, so every flip shows. */
-    cr_assert_eq(detected, size, "%zu of %llu flips detected", detected, (unsigned long long)size);
+    cr_assert_geq(tried, 2000);
+    cr_assert_eq(detected, tried, "%zu of %zu flips detected", detected, tried);
     cr_assert(!check_damaged(path, &d, NULL));
     close(fd);
     sst_cache_free(c);
     free(orig);
     free_dataset(&d);
+}
+
+Test(sstable, corruption_every_byte, .timeout = 120)
+{
+    sst_options o = opts(256, true, 10);
+    o.restart_interval = 4;
+    flip_bits(&o, 300, 1, 16);
+}
+
+/* Larger raw blocks, no filter block: a different footer and layout. */
+Test(sstable, corruption_stride_no_filter, .timeout = 120)
+{
+    sst_options o = opts(2048, false, 0);
+    flip_bits(&o, 1500, 37, 19);
 }
 
 Test(sstable, truncated_files)
