@@ -828,6 +828,46 @@ int ts_log_replay(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
     return BT_OK;
 }
 
+int ts_log_replay_new(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
+                      ts_log_replay_fn fn, void *arg)
+{
+    uint64_t first_new = l->nold ? l->old[l->nold - 1] + 1 : 0;
+    pthread_mutex_lock(&l->mu);
+    /* No batch in flight: each record is either pending or in a file's map. */
+    while (l->leader_active) pthread_cond_wait(&l->cv, &l->mu);
+    int rc = BT_OK;
+    const tab_seq *p = tmap_find(&l->pending_tabs, tablet_id);
+    if (p && p->seq > after_seq && !l->closing) {
+        rc = lead_sync_round(l);   /* write them out (lost_err is left to ts_log_sync) */
+        while (l->leader_active) pthread_cond_wait(&l->cv, &l->mu);
+    }
+    uint64_t *nums = NULL;
+    size_t n = 0;
+    if (!rc && l->nfiles && !(nums = malloc(l->nfiles * sizeof *nums)))
+        rc = bt_err(BT_ENOMEM, "commit log: replay list");
+    for (size_t i = 0; !rc && i < l->nfiles; i++) {
+        const tab_seq *e = tmap_find(&l->files[i].tabs, tablet_id);
+        if (l->files[i].number >= first_new && e && e->seq > after_seq) nums[n++] = l->files[i].number;
+    }
+    pthread_mutex_unlock(&l->mu);
+    replay_ctx c = { tablet_id, after_seq, fn, arg };
+    for (size_t i = 0; !rc && i < n; i++) {
+        char path[PATH_CAP];
+        file_path(l, nums[i], path, sizeof path);
+        uint8_t *data = NULL;
+        size_t len = 0, stop;
+        const char *why;
+        rc = bt_env_read_all(l->env, path, &data, &len);
+        if (rc == BT_ENOTFOUND) { rc = BT_OK; continue; }  /* deleted: fully flushed */
+        /* The active file may end in a batch being written for another
+         * tablet; the walk stops there, after every record of this one. */
+        if (!rc) rc = walk_records(data, len, replay_record, &c, &stop, &why);
+        free(data);
+    }
+    free(nums);
+    return rc;
+}
+
 /* ---- flushed tablets and file deletion ------------------------------------------ */
 
 static bool file_needed(const ts_log *l, const log_file *f)

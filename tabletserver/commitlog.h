@@ -86,6 +86,13 @@ typedef int (*ts_log_replay_fn)(void *arg, uint64_t tablet_id, uint64_t seq,
 int ts_log_replay(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
                   ts_log_replay_fn fn, void *arg);
 
+/* The complement for a tablet closed and reopened by the same process: replays
+ * the records of `tablet_id` (one tablet) whose seq > after_seq from the files
+ * created since the log was opened, writing its pending records out first.
+ * Does no I/O when the tablet has no such records. */
+int ts_log_replay_new(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
+                      ts_log_replay_fn fn, void *arg);
+
 /* Tells the log that all of tablet_id's records with seq <= flushed_seq are
  * in SSTables; deletes files that nothing needs any more. */
 void ts_log_tablet_flushed(ts_log *l, uint64_t tablet_id, uint64_t flushed_seq);

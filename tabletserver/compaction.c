@@ -61,7 +61,9 @@ static int out_open(ts_tablet *t, const ts_schema *sc, int group, uint64_t numbe
     o->meta.path = strdup(name);
     o->meta.group = group;
     if (!o->meta.path) return BT_ENOMEM;
-    return sst_builder_new(t->eng->env, o->path, &so, &o->b);
+    int rc = sst_builder_new(t->eng->env, o->path, &so, &o->b);
+    if (rc) ts_file_meta_free(&o->meta);   /* callers only abandon opened outputs */
+    return rc;
 }
 
 static int out_add(out_file *o, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
@@ -141,10 +143,16 @@ static int install(ts_tablet *t, ts_version *v, uint64_t flushed_seq, ts_table *
 {
     int rc = ts_tablet_save_manifest(t, v, flushed_seq);
     if (rc) {
-        for (int i = 0; i < na; i++)
+        /* The write may have failed after the new manifest took the old
+         * one's place (a failed directory sync): it may name the new files.
+         * Delete them only once the current state is written back. */
+        char why[256];
+        snprintf(why, sizeof why, "%s", bt_errmsg());
+        bool restored = ts_tablet_save_manifest(t, t->ver, t->flushed_seq) == BT_OK;
+        for (int i = 0; restored && i < na; i++)
             if (added[i]) bt_env_remove(t->eng->env, added[i]->full_path);
         ts_version_unref(v);
-        return rc;
+        return bt_err(rc, "%s", why);
     }
     ts_version_unref(t->ver);
     t->ver = v;
@@ -416,23 +424,35 @@ static int wait_bg(ts_tablet *t)
 int ts_tablet_flush(ts_tablet *t)
 {
     pthread_mutex_lock(&t->mu);
-    int rc = wait_bg(t);
-    if (!rc && t->imm.mt) {  /* an earlier flush failed: retry it */
+    wait_bg(t);
+    /* A flush request retries background work that failed earlier; only
+     * this attempt's failures are reported. */
+    t->bg_error = 0;
+    int rc = BT_OK;
+    if (t->imm.mt) {  /* an earlier flush failed: retry it */
         ts_engine_schedule(t->eng, t);
         rc = wait_bg(t);
     }
-    if (!rc && ts_memtable_count(t->mem.mt) > 0) {
+    while (!rc && ts_memtable_count(t->mem.mt) > 0) {
         while (t->mem.pending > 0) pthread_cond_wait(&t->cv, &t->mu);
-        ts_memtable *fresh = ts_memtable_new();
-        if (!fresh) rc = BT_ENOMEM;
-        else {
-            t->imm = t->mem;
-            t->mem.mt = fresh;
-            t->mem.pending = 0;
-            t->bg_error = 0;
+        if (t->imm.mt) {
+            /* A writer rotated the memtable while we waited: flush that first. */
             ts_engine_schedule(t->eng, t);
             rc = wait_bg(t);
+            continue;
         }
+        ts_memtable *fresh = ts_memtable_new();
+        if (!fresh) {
+            rc = BT_ENOMEM;
+            break;
+        }
+        t->imm = t->mem;
+        t->mem.mt = fresh;
+        t->mem.pending = 0;
+        t->bg_error = 0;
+        ts_engine_schedule(t->eng, t);
+        rc = wait_bg(t);
+        break;
     }
     pthread_mutex_unlock(&t->mu);
     return rc;

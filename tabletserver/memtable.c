@@ -172,9 +172,9 @@ void ts_memtable_ref(ts_memtable *m)
 void ts_memtable_unref(ts_memtable *m)
 {
     if (!m) return;
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_release) != 1) return;
-    /* Every other holder's last use happens before this free. */
-    atomic_thread_fence(memory_order_acquire);
+    /* acq_rel: every other holder's last use happens before this free (an
+     * acquire fence would do, but ThreadSanitizer does not model fences). */
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
     ts_arena_destroy(&m->arena);
     free(m);
 }

@@ -305,7 +305,7 @@ static int rotate(ts_tablet *t)
 static int make_room(ts_tablet *t)
 {
     const ts_engine_options *o = &t->eng->opts;
-    bool slowed = false;
+    bool slowed = false, retried = false;
     for (;;) {
         if (t->closing) return bt_err(BT_ECLOSED, "tablet %llu is closing", (unsigned long long)t->id);
         if (t->frozen)
@@ -322,6 +322,14 @@ static int make_room(ts_tablet *t)
         bool full = ts_memtable_bytes(t->mem.mt) >= o->memtable_bytes;
         if (tables < o->stop_sstables && !full) return BT_OK;
         if (full && !t->imm.mt && tables < o->stop_sstables) return rotate(t);
+        if (t->bg_error && !retried && !t->bg_queued && !t->bg_running) {
+            /* Nothing else retries failed background work: do it once per
+             * write, so a transient failure (disk full) does not wedge us. */
+            retried = true;
+            t->bg_error = 0;
+            ts_engine_schedule(t->eng, t);
+            continue;
+        }
         if (t->bg_error)
             return bt_err(t->bg_error, "tablet %llu: writes stalled, background compaction failing: %s",
                           (unsigned long long)t->id, bt_strerror(t->bg_error));
@@ -417,8 +425,10 @@ static int replay_one(void *arg, uint64_t tablet_id, uint64_t seq, const uint8_t
     return BT_OK;
 }
 
-/* Builds the in-memory tablet from a manifest (taking over nothing: m stays the caller's). */
-static int tablet_load(ts_engine *e, const char *dir, const ts_manifest *m, ts_tablet **out)
+/* Builds the in-memory tablet from a manifest (taking over nothing: m stays the caller's).
+ * `reopen`: also replay the log files written since the engine opened the log,
+ * which hold what the tablet wrote before an earlier close in this process. */
+static int tablet_load(ts_engine *e, const char *dir, const ts_manifest *m, bool reopen, ts_tablet **out)
 {
     ts_tablet *t = calloc(1, sizeof *t);
     if (!t) return BT_ENOMEM;
@@ -443,6 +453,7 @@ static int tablet_load(ts_engine *e, const char *dir, const ts_manifest *m, ts_t
     if (!rc) {
         replay_ctx ctx = { t, t->last_seq, 0 };
         rc = ts_log_replay(e->log, t->id, t->flushed_seq, replay_one, &ctx);
+        if (!rc && reopen) rc = ts_log_replay_new(e->log, t->id, t->flushed_seq, replay_one, &ctx);
         if (!rc) {
             t->last_seq = ctx.max_seq;
             if (ctx.records)
@@ -468,7 +479,7 @@ int ts_tablet_open(ts_engine *e, const char *dir, ts_tablet **out)
     ts_manifest m;
     int rc = ts_manifest_read(e->env, dir, &m);
     if (rc) return rc;
-    rc = tablet_load(e, dir, &m, out);
+    rc = tablet_load(e, dir, &m, true, out);
     ts_manifest_free(&m);
     return rc;
 }
@@ -496,7 +507,7 @@ int ts_tablet_create(ts_engine *e, const char *dir, uint64_t tablet_id, const ts
     rc = bt_buf_append(&m.start_row, start, start_len);
     if (!rc) rc = bt_buf_append(&m.end_row, end, end_len);
     if (!rc) rc = ts_manifest_write(e->env, dir, &m);
-    if (!rc) rc = tablet_load(e, dir, &m, out);
+    if (!rc) rc = tablet_load(e, dir, &m, false, out);
     ts_manifest_free(&m);
     return rc;
 }

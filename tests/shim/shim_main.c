@@ -62,12 +62,9 @@ static const struct criterion_test_extra_data *suite_data(const char *name)
 
 /* ---- state shared between the runner and one test child -------------------- */
 
-enum { ST_RUNNING = 0, ST_DONE = 1 };
-
 struct shared {
     int failed;          /* an assertion/expectation failed */
     int skipped;         /* cr_skip_test was called */
-    int state;           /* ST_DONE once the body and fixtures returned */
     char skip_msg[512];
 };
 
@@ -94,7 +91,8 @@ static void emit(const char *buf, size_t len)
     }
 }
 
-/* Appends "[----]   line" for every line of msg to a growing buffer. */
+/* Prints a failed assertion the way Criterion does, "[----]   " before
+ * every line of msg. */
 static void emit_failure(const char *file, int line, const char *msg)
 {
     char *out = NULL;
@@ -251,7 +249,6 @@ static void child_main(const struct bt_shim_test *t, const struct criterion_test
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     g_main_thread = pthread_self();
-    signal(SIGPIPE, SIG_DFL);
 
     if (sd && sd->init) run_protected(sd->init);
     if (!sh_get(&g_sh->failed) && !sh_get(&g_sh->skipped) && t->data->init)
@@ -261,7 +258,6 @@ static void child_main(const struct bt_shim_test *t, const struct criterion_test
         run_protected(t->data->fini);
         if (sd) run_protected(sd->fini);
     }
-    sh_set(&g_sh->state, ST_DONE);
     fflush(NULL);
     exit(0); /* exit, not _exit: ThreadSanitizer's exit-time check runs */
 }

@@ -425,7 +425,7 @@ Test(commitlog, mode_sync_is_written_and_synced_on_return)
 Test(commitlog, mode_group_writes_on_return_and_syncs_in_background)
 {
     char *dir = make_dir();
-    ts_log *l = open_log_ex(bt_env_posix(), dir, TS_DURABILITY_GROUP, 0, 0, 5);
+    ts_log *l = open_log_ex(bt_env_posix(), dir, TS_DURABILITY_GROUP, 0, 0, 50);
     ts_log_stats st;
     for (uint64_t s = 1; s <= 20; s++) {
         append_ok(l, 1, s);

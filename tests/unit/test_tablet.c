@@ -1,0 +1,1640 @@
+/* tests/unit/test_tablet.c: the tablet engine's semantics through its public
+ * API (tabletserver/tablet.h): cells and their order, argument errors and
+ * atomicity, versions, every delete type in the memtable / across SSTables /
+ * after a major compaction / after reopen and commit-log replay, GC policies,
+ * read filters, locality groups, compactions, split, schema changes, manifest
+ * corruption and a concurrency smoke test.  The randomized reference-model
+ * tests are in test_tablet_model.c; shared helpers in tablet_testutil.h.
+ *
+ * Results are compared as text: "row: fam:qual@ts=value ...\n" per row.
+ */
+#include "tablet_testutil.h"
+
+#include <pthread.h>
+#include <time.h>
+
+/* ---- cells ------------------------------------------------------------------------ */
+
+Test(tablet, set_and_read_one_row)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    MUT(f.t, "row1", SET("a", "q", 10, "hello"));
+
+    ts_row r;
+    cr_assert_eq(ts_tablet_read_row(f.t, (const uint8_t *)"row1", 4, NULL, &r), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(r.key_len, 4);
+    cr_assert_eq(memcmp(r.key, "row1", 4), 0);
+    cr_assert_eq(r.n_cells, 1);
+    cr_assert_eq(r.cells[0].family_len, 1);
+    cr_assert_eq(r.cells[0].family[0], 'a');
+    cr_assert_eq(r.cells[0].qualifier_len, 1);
+    cr_assert_eq(r.cells[0].qualifier[0], 'q');
+    cr_assert_eq(r.cells[0].timestamp, 10);
+    cr_assert_eq(r.cells[0].value_len, 5);
+    cr_assert_eq(memcmp(r.cells[0].value, "hello", 5), 0);
+    ts_row_free(&r);
+
+    cr_assert_eq(ts_tablet_read_row(f.t, (const uint8_t *)"row2", 4, NULL, &r), BT_ENOTFOUND);
+    cr_assert_eq(ts_tablet_read_row(f.t, (const uint8_t *)"row", 3, NULL, &r), BT_ENOTFOUND);
+    tu_expect_scan(f.t, NULL, "row1: a:q@10=hello\n", "scan");
+
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.last_seq, 1);
+    cr_assert_gt(st.memtable_bytes, 0);
+    cr_assert_eq(st.n_sstables, 0);
+    tu_finish(&f);
+}
+
+Test(tablet, families_qualifiers_and_cell_order)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    /* written out of order on purpose, in one mutation */
+    MUT(f.t, "row1", SET("b", "q2", 10, "v1"), SET("a", "", 5, "e"), tu_set("a", "q\0x", 3, 7, "z1", 2),
+        SET("a", "q", 7, "z0"), SET("a", "q", 9, "z2"), tu_set("c", "\0", 1, 1, "n", 1),
+        SET("b", "q1", 3, "w"));
+    const char *want_row1 = "row1: a:@5=e a:q@9=z2 a:q@7=z0 a:q\\x00x@7=z1 b:q1@3=w b:q2@10=v1 c:\\x00@1=n\n";
+
+    /* row keys with zero bytes, each a prefix of the next */
+    MUT(f.t, "k", SET("a", "q", 1, "1"));
+    ts_mutation m = SET("a", "q", 1, "2");
+    cr_assert_eq(ts_tablet_mutate_row(f.t, (const uint8_t *)"k\0", 2, &m, 1), BT_OK);
+    m = SET("a", "q", 1, "3");
+    cr_assert_eq(ts_tablet_mutate_row(f.t, (const uint8_t *)"k\0\0", 3, &m, 1), BT_OK);
+    m = SET("a", "q", 1, "4");
+    cr_assert_eq(ts_tablet_mutate_row(f.t, (const uint8_t *)"k\x01", 2, &m, 1), BT_OK);
+    const char *want_k = "k: a:q@1=1\nk\\x00: a:q@1=2\nk\\x00\\x00: a:q@1=3\nk\\x01: a:q@1=4\n";
+
+    /* the longest row key */
+    uint8_t big[TS_MAX_ROW_KEY];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)('A' + i % 26);
+    m = SET("c", "big", 2, "large");
+    cr_assert_eq(ts_tablet_mutate_row(f.t, big, sizeof big, &m, 1), BT_OK, "%s", bt_errmsg());
+
+    for (int round = 0; round < 3; round++) {  /* memtable, SSTable, compacted */
+        char *all = tu_scan_text(f.t, NULL);
+        cr_assert_not_null(strstr(all, want_k), "zero-byte rows: %s", all);
+        cr_assert_not_null(strstr(all, want_row1), "row1 missing or misordered: %s", all);
+        free(all);
+        tu_expect_read(f.t, "row1", NULL, want_row1, "row1");
+        tu_expect_text(tu_read_text(f.t, "k", 1, NULL), "k: a:q@1=1\n", "k");
+        tu_expect_text(tu_read_text(f.t, "k\0", 2, NULL), "k\\x00: a:q@1=2\n", "k\\0");
+        tu_expect_text(tu_read_text(f.t, "k\0\0", 3, NULL), "k\\x00\\x00: a:q@1=3\n", "k\\0\\0");
+        tu_expect_text(tu_read_text(f.t, "k\x01", 2, NULL), "k\\x01: a:q@1=4\n", "k\\1");
+        tu_expect_text(tu_read_text(f.t, "k\0\0\0", 4, NULL), "", "k\\0\\0\\0");
+        ts_read_options o = {.prefix = (const uint8_t *)"k", .prefix_len = 1};
+        tu_expect_scan(f.t, &o, want_k, "prefix k");
+        o.prefix = (const uint8_t *)"k\0";
+        o.prefix_len = 2;
+        tu_expect_scan(f.t, &o, "k\\x00: a:q@1=2\nk\\x00\\x00: a:q@1=3\n", "prefix k\\0");
+
+        ts_row r;
+        cr_assert_eq(ts_tablet_read_row(f.t, big, sizeof big, NULL, &r), BT_OK, "%s", bt_errmsg());
+        cr_assert_eq(r.key_len, sizeof big);
+        cr_assert_eq(memcmp(r.key, big, sizeof big), 0);
+        cr_assert_eq(r.n_cells, 1);
+        cr_assert_eq(r.cells[0].value_len, 5);
+        ts_row_free(&r);
+        ts_read_options pb = {.prefix = big, .prefix_len = sizeof big};
+        ts_scanner *sc;
+        cr_assert_eq(ts_tablet_scan(f.t, &pb, &sc), BT_OK);
+        cr_assert_eq(ts_scanner_next(sc, &r), BT_OK);
+        cr_assert_eq(r.key_len, sizeof big);
+        cr_assert_eq(memcmp(r.key, big, sizeof big), 0);
+        cr_assert_eq(ts_scanner_next(sc, &r), BT_ENOTFOUND);
+        ts_scanner_close(sc);
+
+        if (round == 0) cr_assert_eq(ts_tablet_flush(f.t), BT_OK);
+        if (round == 1) cr_assert_eq(ts_tablet_compact(f.t), BT_OK);
+    }
+    /* the complete scan, in order: big row ("ABC...") < k rows < row1 */
+    char *all = tu_scan_text(f.t, NULL);
+    const char *p = strstr(all, want_k);
+    cr_assert_not_null(p);
+    cr_assert_eq(strcmp(p + strlen(want_k), want_row1), 0, "order: %s", all);
+    cr_assert_eq(strncmp(all, "ABCDEFG", 7), 0);
+    free(all);
+    tu_finish(&f);
+}
+
+Test(tablet, server_time_uses_the_engine_clock)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    tu_set_clock(123456789);
+    MUT(f.t, "r", SET("a", "q", TS_SERVER_TIME, "v1"));
+    tu_set_clock(123456999);
+    MUT(f.t, "r", SET("a", "q", TS_SERVER_TIME, "v2"), SET("b", "q", 5, "x"));
+    const char *want = "r: a:q@123456999=v2 a:q@123456789=v1 b:q@5=x\n";
+    tu_expect_read(f.t, "r", NULL, want, "server time");
+    /* replay uses the recorded time, not the clock at replay */
+    tu_set_clock(999999999);
+    tu_crash_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "server time after replay");
+    tu_finish(&f);
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+#define EXPECT_ERR(call, code)                                                                  \
+    do {                                                                                        \
+        bt_errclear();                                                                          \
+        int erc_ = (call);                                                                      \
+        cr_assert_eq(erc_, (code), "%s: got %s (%s), want %s", #call, bt_errname(erc_),          \
+                     bt_errmsg(), bt_errname(code));                                            \
+        cr_assert_gt(strlen(bt_errmsg()), 0, "%s: no error detail", #call);                     \
+    } while (0)
+
+Test(tablet, mutation_and_read_errors)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_init(&f, TS_DURABILITY_SYNC);
+    tu_engine_open(&f);
+    tu_create(&f, &s, "b", "m");
+    ts_tablet *t = f.t;
+    const uint8_t *row = (const uint8_t *)"c";
+
+    ts_mutation m = SET("zz", "q", 1, "v");
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_ENOTFOUND);
+    m = SET("", "q", 1, "v");
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_ENOTFOUND);
+    m = SET("a", "q", 1, "v");
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 0, &m, 1), BT_EINVAL);
+    uint8_t *longrow = malloc(TS_MAX_ROW_KEY + 1);
+    memset(longrow, 'c', TS_MAX_ROW_KEY + 1);
+    EXPECT_ERR(ts_tablet_mutate_row(t, longrow, TS_MAX_ROW_KEY + 1, &m, 1), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 0), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_mutate_row(t, (const uint8_t *)"a", 1, &m, 1), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_mutate_row(t, (const uint8_t *)"m", 1, &m, 1), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_mutate_row(t, (const uint8_t *)"zz", 2, &m, 1), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_mutate_row(t, (const uint8_t *)"a\xff", 2, &m, 1), BT_ENOTSERVING);
+
+    uint8_t *bigq = calloc(1, TS_MAX_QUALIFIER + 1);
+    m = tu_set("a", bigq, TS_MAX_QUALIFIER + 1, 1, "v", 1);
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_ETOOBIG);
+    m = tu_del("a", bigq, TS_MAX_QUALIFIER + 1, 0, 0);
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_ETOOBIG);
+    uint8_t *bigv = calloc(1, (size_t)TS_MAX_VALUE + 1);
+    cr_assert_not_null(bigv);
+    m = tu_set("a", "q", 1, 1, bigv, (size_t)TS_MAX_VALUE + 1);
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_ETOOBIG);
+    free(bigv);
+
+    m = SET("a", "q", -1, "v");
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_EINVAL);
+    m = SET("a", "q", INT64_MIN + 1, "v");
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_EINVAL);
+    m = DEL("a", "q", -5, 0);
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_EINVAL);
+    m = DEL("a", "q", 5, 5);
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_EINVAL);
+    m = DELFAM("nope");
+    EXPECT_ERR(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_ENOTFOUND);
+
+    /* reads */
+    ts_row r;
+    EXPECT_ERR(ts_tablet_read_row(t, (const uint8_t *)"a", 1, NULL, &r), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_read_row(t, (const uint8_t *)"m", 1, NULL, &r), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_read_row(t, row, 0, NULL, &r), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_read_row(t, longrow, TS_MAX_ROW_KEY + 1, NULL, &r), BT_EINVAL);
+    ts_column_ref col = {.family = "zz", .family_len = 2};
+    ts_read_options o = {.columns = &col, .n_columns = 1};
+    EXPECT_ERR(ts_tablet_read_row(t, row, 1, &o, &r), BT_ENOTFOUND);
+    ts_scanner *sc = NULL;
+    EXPECT_ERR(ts_tablet_scan(t, &o, &sc), BT_ENOTFOUND);
+    cr_assert_null(sc);
+    ts_read_options o2 = {.range_family = "zz", .range_family_len = 2};
+    EXPECT_ERR(ts_tablet_scan(t, &o2, &sc), BT_ENOTFOUND);
+    ts_read_options o3 = {.ts_from = 10, .ts_to = 5};
+    EXPECT_ERR(ts_tablet_scan(t, &o3, &sc), BT_EINVAL);
+
+    /* none of it was written; the limits themselves are accepted */
+    tu_expect_scan(t, NULL, "", "after errors");
+    ts_tablet_stats st;
+    ts_tablet_get_stats(t, &st);
+    cr_assert_eq(st.last_seq, 0, "failed mutations used sequence numbers");
+    m = tu_set("a", bigq, TS_MAX_QUALIFIER, 1, "v", 1);
+    cr_assert_eq(ts_tablet_mutate_row(t, row, 1, &m, 1), BT_OK, "%s", bt_errmsg());
+    m = SET("a", "q", 0, "v");
+    cr_assert_eq(ts_tablet_mutate_row(t, longrow, TS_MAX_ROW_KEY, &m, 1), BT_OK, "%s", bt_errmsg());
+    MUT(t, "b", SET("a", "q", 1, "first row of the range"));
+    MUT(t, "lzzz", SET("a", "q", 1, "last"));
+    ts_read_options cnt = {.strip_value = true};
+    char *txt = tu_scan_text(t, &cnt);
+    int lines = 0;
+    for (char *p = txt; *p; p++) lines += *p == '\n';
+    cr_assert_eq(lines, 4, "%s", txt);
+    free(txt);
+    free(bigq);
+    free(longrow);
+    tu_finish(&f);
+}
+
+Test(tablet, failed_mutation_applies_nothing)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    MUT(f.t, "r", SET("a", "keep", 1, "k"));
+    uint8_t *bigq = calloc(1, TS_MAX_QUALIFIER + 1);
+    ts_mutation bad1[] = {SET("a", "q", 1, "x"), SET("zz", "q", 1, "y"), SET("b", "q", 1, "z")};
+    ts_mutation bad2[] = {SET("a", "q", 1, "x"), tu_set("a", bigq, TS_MAX_QUALIFIER + 1, 1, "y", 1)};
+    ts_mutation bad3[] = {DELROW(), SET("a", "q", -3, "y")};
+    ts_mutation bad4[] = {SET("a", "q", 1, "x"), DEL("a", "keep", 5, 3)};
+    ts_mutation bad5[] = {DELFAM("a"), DELFAM("missing")};
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, bad1, 3), BT_ENOTFOUND);
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, bad2, 2), BT_ETOOBIG);
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, bad3, 2), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, bad4, 2), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, bad5, 2), BT_ENOTFOUND);
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"s", 1, bad1, 3), BT_ENOTFOUND);
+    free(bigq);
+    const char *want = "r: a:keep@1=k\n";
+    tu_expect_scan(f.t, NULL, want, "after failed mutations");
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.last_seq, 1);
+    tu_crash_reopen(&f);  /* and nothing of them reached the log */
+    tu_expect_scan(f.t, NULL, want, "after replay");
+    MUT(f.t, "r", SET("a", "q", 1, "x"));
+    tu_expect_scan(f.t, NULL, "r: a:keep@1=k a:q@1=x\n", "writes go on");
+    tu_finish(&f);
+}
+
+/* ---- versions ------------------------------------------------------------------------- */
+
+Test(tablet, versions_newest_first_and_limits)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    MUT(f.t, "r", SET("a", "q", 20, "v20"));
+    MUT(f.t, "r", SET("a", "q", 10, "v10"));
+    MUT(f.t, "r", SET("a", "q", 30, "v30"), SET("a", "p", 1, "p1"));
+    for (int round = 0; round < 4; round++) {
+        ts_read_options o = {.versions = 1};
+        tu_expect_read(f.t, "r", &o, "r: a:p@1=p1 a:q@30=v30\n", "versions=1");
+        o.versions = 2;
+        tu_expect_read(f.t, "r", &o, "r: a:p@1=p1 a:q@30=v30 a:q@20=v20\n", "versions=2");
+        o.versions = 0;
+        tu_expect_read(f.t, "r", &o, "r: a:p@1=p1 a:q@30=v30 a:q@20=v20 a:q@10=v10\n", "versions=0");
+        tu_expect_scan(f.t, NULL, "r: a:p@1=p1 a:q@30=v30 a:q@20=v20 a:q@10=v10\n", "scan");
+        if (round == 0) cr_assert_eq(ts_tablet_flush(f.t), BT_OK);
+        if (round == 1) cr_assert_eq(ts_tablet_compact(f.t), BT_OK);
+        if (round == 2) tu_reopen(&f);
+    }
+    /* a newer version in the memtable over versions in an SSTable */
+    MUT(f.t, "r", SET("a", "q", 40, "v40"));
+    ts_read_options o = {.versions = 2};
+    tu_expect_read(f.t, "r", &o, "r: a:p@1=p1 a:q@40=v40 a:q@30=v30\n", "memtable + sstable");
+    MUT(f.t, "r", SET("a", "q", 25, "v25"));
+    o.versions = 0;
+    tu_expect_read(f.t, "r", &o, "r: a:p@1=p1 a:q@40=v40 a:q@30=v30 a:q@25=v25 a:q@20=v20 a:q@10=v10\n",
+                   "older timestamp written later sorts by timestamp");
+    tu_finish(&f);
+}
+
+Test(tablet, same_timestamp_later_write_wins)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    MUT(f.t, "r", SET("a", "q", 5, "old"), SET("a", "q", 6, "six"));
+    MUT(f.t, "r", SET("a", "q", 5, "new"));
+    tu_expect_read(f.t, "r", NULL, "r: a:q@6=six a:q@5=new\n", "memtable");
+    ts_read_options o = {.ts_from = 5, .ts_to = 6};
+    tu_expect_read(f.t, "r", &o, "r: a:q@5=new\n", "only one version at ts 5");
+    cr_assert_eq(ts_tablet_flush(f.t), BT_OK);
+    MUT(f.t, "r", SET("a", "q", 5, "newer"));
+    tu_expect_read(f.t, "r", NULL, "r: a:q@6=six a:q@5=newer\n", "memtable over sstable");
+    cr_assert_eq(ts_tablet_flush(f.t), BT_OK);
+    tu_expect_read(f.t, "r", NULL, "r: a:q@6=six a:q@5=newer\n", "two sstables");
+    /* in one mutation: the later element wins */
+    MUT(f.t, "r", SET("b", "q", 7, "x"), SET("b", "q", 7, "y"));
+    tu_expect_read(f.t, "r", NULL, "r: a:q@6=six a:q@5=newer b:q@7=y\n", "one mutation");
+    cr_assert_eq(ts_tablet_compact(f.t), BT_OK);
+    tu_expect_read(f.t, "r", NULL, "r: a:q@6=six a:q@5=newer b:q@7=y\n", "compacted");
+    tu_sst_stat st;
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_eq(st.files, 1);
+    cr_assert_eq(st.puts, 3, "overwritten versions survived the major compaction");
+    tu_finish(&f);
+}
+
+/* ---- deletes ------------------------------------------------------------------------------ */
+
+static const char *DEL_WANT1 =
+    "r: a:p@11=p11 a:q@40=q40 a:q@10=q10 c:q@5=c5\n"
+    "w: a:q@10=w10\n"
+    "x: a:q@10=x10\n";
+static const char *DEL_WANT2 =
+    "r: a:p@11=p11 a:q@40=q40 a:q@20=q20again a:q@10=q10 b:q@5=b5again c:q@5=c5\n"
+    "s: a:q@1=s1again\n"
+    "u: a:q@1=u1again\n"
+    "w: a:q@60=w60 a:q@10=w10\n"
+    "x: a:q@10=x10\n";
+
+static void del_puts(ts_tablet *t)
+{
+    MUT(t, "r", SET("a", "q", 10, "q10"), SET("a", "q", 20, "q20"), SET("a", "q", 30, "q30"));
+    MUT(t, "r", SET("a", "q", 40, "q40"), SET("a", "p", 10, "p10"), SET("a", "p", 11, "p11"));
+    MUT(t, "r", SET("b", "q", 10, "b10"), SET("b", "q", 20, "b20"), SET("c", "q", 5, "c5"));
+    MUT(t, "s", SET("a", "q", 10, "s10"), SET("b", "q", 10, "sb10"));
+    MUT(t, "u", SET("a", "q", 10, "u10"), SET("a", "q", 20, "u20"));
+    MUT(t, "w", SET("a", "q", 10, "w10"), SET("a", "q", 50, "w50"));
+    MUT(t, "x", SET("a", "q", 10, "x10"));
+}
+
+static void del_deletes(ts_tablet *t)
+{
+    MUT(t, "r", DEL("a", "q", 20, 40), DEL("a", "p", 10, 11), DEL("a", "q", 25, 26));
+    MUT(t, "r", DELFAM("b"));
+    MUT(t, "s", DELROW());
+    MUT(t, "u", DEL("a", "q", 0, 0));
+    MUT(t, "w", DEL("a", "q", 30, 0));
+}
+
+static void del_again(ts_tablet *t)
+{
+    MUT(t, "r", SET("b", "q", 5, "b5again"));
+    MUT(t, "s", SET("a", "q", 1, "s1again"));
+    MUT(t, "u", SET("a", "q", 1, "u1again"));
+    MUT(t, "w", SET("a", "q", 60, "w60"));
+    MUT(t, "r", SET("a", "q", 20, "q20again"));
+}
+
+/* Point reads of every row agree with the scan. */
+static void del_check(ts_tablet *t, const char *want, const char *what)
+{
+    tu_expect_scan(t, NULL, want, what);
+    static const char *rows[] = {"r", "s", "u", "w", "x"};
+    for (size_t i = 0; i < 5; i++) {
+        char *line = NULL;
+        const char *p = want;
+        while (*p) {
+            const char *e = strchr(p, '\n');
+            if (strncmp(p, rows[i], 1) == 0 && p[1] == ':') line = strndup(p, (size_t)(e - p + 1));
+            p = e + 1;
+        }
+        tu_expect_read(t, rows[i], NULL, line ? line : "", what);
+        free(line);
+    }
+}
+
+static void flush(ts_tablet *t) { cr_assert_eq(ts_tablet_flush(t), BT_OK, "flush: %s", bt_errmsg()); }
+static void compact(ts_tablet *t) { cr_assert_eq(ts_tablet_compact(t), BT_OK, "compact: %s", bt_errmsg()); }
+
+Test(tablet, deletes_in_memtable)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    del_puts(f.t);
+    del_deletes(f.t);
+    del_check(f.t, DEL_WANT1, "memtable after deletes");
+    del_again(f.t);
+    del_check(f.t, DEL_WANT2, "memtable after puts over deletes");
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.n_sstables, 0);
+    tu_finish(&f);
+}
+
+Test(tablet, deletes_across_sstables)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    del_puts(f.t);
+    flush(f.t);
+    del_deletes(f.t);
+    del_check(f.t, DEL_WANT1, "markers in memtable, data in sstable");
+    flush(f.t);
+    tu_sst_stat st;
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_eq(st.files, 2);
+    cr_assert_gt(st.markers, 0);
+    del_check(f.t, DEL_WANT1, "markers and data in two sstables");
+    del_again(f.t);
+    del_check(f.t, DEL_WANT2, "puts over deletes in memtable");
+    flush(f.t);
+    del_check(f.t, DEL_WANT2, "three sstables");
+    tu_finish(&f);
+}
+
+Test(tablet, deletes_after_major_compaction)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    del_puts(f.t);
+    flush(f.t);
+    del_deletes(f.t);
+    flush(f.t);
+    compact(f.t);
+    del_check(f.t, DEL_WANT1, "compacted deletes");
+    tu_sst_stat st;
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_eq(st.files, 1);
+    cr_assert_eq(st.markers, 0, "deletion markers survived a major compaction");
+    cr_assert_eq(st.puts, 6, "deleted cells survived a major compaction (%llu puts)", (unsigned long long)st.puts);
+    del_again(f.t);
+    del_check(f.t, DEL_WANT2, "puts over compacted deletes");
+    compact(f.t);
+    del_check(f.t, DEL_WANT2, "compacted again");
+    /* a later write with an old timestamp into a column emptied by a compacted delete */
+    MUT(f.t, "u", SET("a", "q", 0, "u0"));
+    MUT(f.t, "s", SET("b", "q", 0, "sb0"));
+    const char *want3 =
+        "r: a:p@11=p11 a:q@40=q40 a:q@20=q20again a:q@10=q10 b:q@5=b5again c:q@5=c5\n"
+        "s: a:q@1=s1again b:q@0=sb0\n"
+        "u: a:q@1=u1again a:q@0=u0\n"
+        "w: a:q@60=w60 a:q@10=w10\n"
+        "x: a:q@10=x10\n";
+    del_check(f.t, want3, "later writes");
+    compact(f.t);
+    del_check(f.t, want3, "later writes compacted");
+    tu_reopen(&f);
+    del_check(f.t, want3, "reopened");
+    tu_finish(&f);
+}
+
+Test(tablet, deletes_after_reopen_and_replay)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    /* (1) everything in the commit log only */
+    del_puts(f.t);
+    del_deletes(f.t);
+    tu_crash_reopen(&f);
+    del_check(f.t, DEL_WANT1, "replayed deletes");
+    del_again(f.t);
+    tu_crash_reopen(&f);
+    del_check(f.t, DEL_WANT2, "replayed puts over deletes");
+    tu_reopen(&f);
+    del_check(f.t, DEL_WANT2, "orderly reopen");
+    tu_finish(&f);
+
+    /* (2) data flushed, markers only in the log */
+    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    del_puts(f.t);
+    flush(f.t);
+    del_deletes(f.t);
+    tu_crash_reopen(&f);
+    del_check(f.t, DEL_WANT1, "replayed markers over flushed data");
+    del_again(f.t);
+    flush(f.t);
+    tu_crash_reopen(&f);
+    del_check(f.t, DEL_WANT2, "all flushed");
+    tu_finish(&f);
+}
+
+Test(tablet, close_and_reopen_in_the_same_engine_keeps_unflushed_writes)
+{
+    static const ts_durability modes[] = {TS_DURABILITY_SYNC, TS_DURABILITY_GROUP, TS_DURABILITY_NONE};
+    for (int i = 0; i < 3; i++) {
+        tu_fx f;
+        ts_schema s;
+        tu_schema_abc(&s);
+        tu_init(&f, modes[i]);
+        f.eo.group_ms = 1000;  /* records stay buffered while the tablet closes and reopens */
+        tu_engine_open(&f);
+        tu_create(&f, &s, NULL, NULL);
+        del_puts(f.t);
+        del_deletes(f.t);
+        cr_assert_eq(ts_tablet_close(f.t), BT_OK);
+        f.t = NULL;
+        tu_open_tablet(&f);  /* same engine, same log */
+        del_check(f.t, DEL_WANT1, "reopened in the same engine");
+        del_again(f.t);
+        flush(f.t);
+        MUT(f.t, "x", SET("a", "q", 10, "x10"));  /* the same cell again, unflushed */
+        cr_assert_eq(ts_tablet_close(f.t), BT_OK);
+        f.t = NULL;
+        tu_open_tablet(&f);
+        del_check(f.t, DEL_WANT2, "reopened twice in the same engine");
+        tu_reopen(&f);
+        del_check(f.t, DEL_WANT2, "new engine");
+        tu_finish(&f);
+    }
+}
+
+Test(tablet, delete_order_within_one_mutation)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    MUT(f.t, "a", SET("a", "q", 5, "x"), DELROW());
+    MUT(f.t, "b", DELROW(), SET("a", "q", 5, "y"));
+    MUT(f.t, "c", SET("b", "q", 5, "x"), DELFAM("b"), SET("b", "r", 1, "z"));
+    MUT(f.t, "d", SET("a", "q", 5, "x"), DEL("a", "q", 5, 6), SET("a", "q", 4, "w"));
+    const char *want = "b: a:q@5=y\nc: b:r@1=z\nd: a:q@4=w\n";
+    tu_expect_scan(f.t, NULL, want, "memtable");
+    flush(f.t);
+    tu_expect_scan(f.t, NULL, want, "flushed");
+    compact(f.t);
+    tu_expect_scan(f.t, NULL, want, "compacted");
+    tu_finish(&f);
+}
+
+/* ---- GC policies ----------------------------------------------------------------------------- */
+
+Test(tablet, gc_max_versions)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "v", 2, 0), BT_OK);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    for (int ts = 1; ts <= 5; ts++) {
+        char v[8];
+        snprintf(v, sizeof v, "v%d", ts);
+        MUT(f.t, "r", SET("v", "q", ts, v), SET("a", "q", ts, v));
+        if (ts == 3) flush(f.t);
+    }
+    const char *want = "r: a:q@5=v5 a:q@4=v4 a:q@3=v3 a:q@2=v2 a:q@1=v1 v:q@5=v5 v:q@4=v4\n";
+    tu_expect_read(f.t, "r", NULL, want, "read-time GC");
+    ts_read_options o = {.versions = 1};
+    tu_expect_read(f.t, "r", &o, "r: a:q@5=v5 v:q@5=v5\n", "versions=1");
+    ts_read_options ov = {.ts_from = 1, .ts_to = 3};
+    tu_expect_read(f.t, "r", &ov, "r: a:q@2=v2 a:q@1=v1\n", "GC'd versions stay hidden in a time range");
+    flush(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "flushed");
+    compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "v"), 2, "major compaction kept GC'd versions");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "a"), 5);
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    MUT(f.t, "r", SET("v", "q", 6, "v6"));
+    tu_expect_read(f.t, "r", &o, "r: a:q@5=v5 v:q@6=v6\n", "new version");
+    ts_column_ref c = {.family = "v", .family_len = 1};
+    ts_read_options oc = {.columns = &c, .n_columns = 1};
+    tu_expect_read(f.t, "r", &oc, "r: v:q@6=v6 v:q@5=v5\n", "two newest");
+    tu_finish(&f);
+}
+
+Test(tablet, gc_max_age_with_fake_clock)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "t", 0, 1000), BT_OK);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int64_t now = TU_BASE_NOW;
+    MUT(f.t, "r", SET("t", "q", now - 500, "young"), SET("t", "q", now - 900, "mid"),
+        SET("t", "q", now - 1500, "old"), SET("a", "q", now - 5000, "keep"));
+    char want[256];
+    snprintf(want, sizeof want, "r: a:q@%lld=keep t:q@%lld=young t:q@%lld=mid\n", (long long)(now - 5000),
+             (long long)(now - 500), (long long)(now - 900));
+    tu_expect_read(f.t, "r", NULL, want, "max_age at read time");
+    tu_set_clock(now + 200);
+    snprintf(want, sizeof want, "r: a:q@%lld=keep t:q@%lld=young\n", (long long)(now - 5000),
+             (long long)(now - 500));
+    tu_expect_read(f.t, "r", NULL, want, "clock moved");
+    flush(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "flushed");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 3, "a minor compaction must not GC");
+    compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 1, "major compaction kept expired cells");
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    tu_set_clock(now + 1000);
+    snprintf(want, sizeof want, "r: a:q@%lld=keep\n", (long long)(now - 5000));
+    tu_expect_read(f.t, "r", NULL, want, "everything expired");
+    ts_column_ref c = {.family = "t", .family_len = 1};
+    ts_read_options oc = {.columns = &c, .n_columns = 1};
+    tu_expect_read(f.t, "r", &oc, "", "family t empty");
+    compact(f.t);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 0);
+    tu_expect_read(f.t, "r", NULL, want, "compacted again");
+    tu_finish(&f);
+}
+
+Test(tablet, gc_union_and_intersection)
+{
+    tu_fx f;
+    ts_schema s;
+    ts_schema_init(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "i", 1, 1000), BT_OK);
+    cr_assert_eq(ts_schema_add_family(&s, "u", 1, 1000), BT_OK);
+    s.families[ts_schema_find(&s, "i", 1)].gc_intersection = true;
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int64_t now = TU_BASE_NOW;
+    const int64_t ages[] = {100, 200, 2000, 3000};
+    for (int k = 3; k >= 0; k--) {
+        char v[16];
+        snprintf(v, sizeof v, "n%lld", (long long)ages[k]);
+        MUT(f.t, "r", SET("i", "q", now - ages[k], v), SET("u", "q", now - ages[k], v));
+        if (k == 2) flush(f.t);
+    }
+    char want[256];
+    snprintf(want, sizeof want, "r: i:q@%lld=n100 i:q@%lld=n200 u:q@%lld=n100\n", (long long)(now - 100),
+             (long long)(now - 200), (long long)(now - 100));
+    tu_expect_read(f.t, "r", NULL, want, "read time");
+    compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 2);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 1);
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    cr_assert(ts_tablet_schema(f.t)->families[0].gc_intersection);
+    cr_assert(!ts_tablet_schema(f.t)->families[1].gc_intersection);
+    /* later: the newest version of i is old but within max_versions: kept */
+    tu_set_clock(now + 5000);
+    snprintf(want, sizeof want, "r: i:q@%lld=n100\n", (long long)(now - 100));
+    tu_expect_read(f.t, "r", NULL, want, "clock moved");
+    compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted later");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 1);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 0);
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened later");
+    tu_finish(&f);
+}
+
+/* ---- filters ------------------------------------------------------------------------------------ */
+
+/* Each of rows r1 r2 r3 s1 holds five cells, in result order:
+ *   0 a:c1@2  1 a:c1@1  2 a:c2@1  3 b:c1@3  4 c:x@1      value "<row>.<fam>.<qual>.<ts>" */
+static const struct { const char *fam, *qual; int ts; } FCELLS[5] = {
+    {"a", "c1", 2}, {"a", "c1", 1}, {"a", "c2", 1}, {"b", "c1", 3}, {"c", "x", 1},
+};
+static const char *FROWS[4] = {"r1", "r2", "r3", "s1"};
+
+static void filter_data(ts_tablet *t)
+{
+    for (int r = 0; r < 4; r++) {
+        ts_mutation m[5];
+        char vals[5][32];
+        for (int c = 4; c >= 0; c--) {
+            snprintf(vals[c], sizeof vals[c], "%s.%s.%s.%d", FROWS[r], FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts);
+            m[c] = SET(FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts, vals[c]);
+        }
+        cr_assert_eq(ts_tablet_mutate_row(t, (const uint8_t *)FROWS[r], 2, m, 5), BT_OK);
+        if (r == 1) flush(t);  /* r1 r2 in an SSTable, r3 s1 in the memtable */
+    }
+}
+
+/* The expected text: masks[r] selects the cells of row r (bit c = cell c). */
+static char *fexp(const unsigned masks[4], bool strip)
+{
+    tu_sb b = {0};
+    for (int r = 0; r < 4; r++) {
+        if (!masks[r]) continue;
+        tu_sb_printf(&b, "%s:", FROWS[r]);
+        for (int c = 0; c < 5; c++) {
+            if (!(masks[r] & (1u << c))) continue;
+            char v[32];
+            snprintf(v, sizeof v, "%s.%s.%s.%d", FROWS[r], FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts);
+            tu_sb_cell(&b, FCELLS[c].fam, 1, FCELLS[c].qual, strlen(FCELLS[c].qual), FCELLS[c].ts, v,
+                       strip ? 0 : strlen(v));
+        }
+        tu_sb_printf(&b, "\n");
+    }
+    return tu_sb_take(&b);
+}
+
+#define M4(a, b, c, d) ((const unsigned[4]){(a), (b), (c), (d)})
+#define ALL 0x1fu
+
+static void fcheck(ts_tablet *t, const ts_read_options *o, const unsigned masks[4], bool strip, const char *what)
+{
+    char *want = fexp(masks, strip);
+    tu_expect_scan(t, o, want, what);
+    free(want);
+    /* point reads apply the same column/time/value filters and ignore the row range */
+    if (o->row_limit || o->start_len || o->end_len || o->prefix_len) return;
+    for (int r = 0; r < 4; r++) {
+        unsigned one[4] = {0};
+        one[r] = masks[r];
+        want = fexp(one, strip);
+        tu_expect_read(t, FROWS[r], o, want, what);
+        free(want);
+    }
+}
+
+static void filters_all(ts_tablet *t)
+{
+    ts_read_options o;
+#define RESET() memset(&o, 0, sizeof o)
+    RESET();
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "no filter");
+
+    ts_column_ref cols[3] = {
+        {.family = "b", .family_len = 1},
+        {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"c2", .qualifier_len = 2},
+        {.family = "c", .family_len = 1},
+    };
+    RESET(); o.columns = cols; o.n_columns = 1;
+    fcheck(t, &o, M4(8, 8, 8, 8), false, "columns family b");
+    RESET(); o.columns = cols + 1; o.n_columns = 2;
+    fcheck(t, &o, M4(0x14, 0x14, 0x14, 0x14), false, "columns a:c2 + family c");
+    ts_column_ref ac1 = {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"c1", .qualifier_len = 2};
+    RESET(); o.columns = &ac1; o.n_columns = 1;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "column a:c1");
+    ts_column_ref aempty = {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"", .qualifier_len = 0};
+    RESET(); o.columns = &aempty; o.n_columns = 1;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "column a: (empty qualifier)");
+
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c2"; o.qual_from_len = 2;
+    fcheck(t, &o, M4(4, 4, 4, 4), false, "range a [c2, inf)");
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "range a [, c2)");
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c1"; o.qual_from_len = 2;
+    o.qual_to = (const uint8_t *)"c1\0"; o.qual_to_len = 3;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "range a [c1, c1\\0)");
+    RESET(); o.range_family = "b"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c0"; o.qual_from_len = 2;
+    o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
+    fcheck(t, &o, M4(8, 8, 8, 8), false, "range b [c0, c2)");
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.columns = cols; o.n_columns = 2;
+    fcheck(t, &o, M4(4, 4, 4, 4), false, "range a and columns b, a:c2");
+
+    RESET(); o.ts_from = 2; o.ts_to = 3;
+    fcheck(t, &o, M4(1, 1, 1, 1), false, "ts [2,3)");
+    RESET(); o.ts_from = 1; o.ts_to = 2;
+    fcheck(t, &o, M4(0x16, 0x16, 0x16, 0x16), false, "ts [1,2)");
+    RESET(); o.ts_from = 2;
+    fcheck(t, &o, M4(9, 9, 9, 9), false, "ts [2,inf)");
+    RESET(); o.ts_from = 4;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "ts [4,inf)");
+
+    RESET(); o.versions = 1;
+    fcheck(t, &o, M4(0x1d, 0x1d, 0x1d, 0x1d), false, "versions 1");
+    RESET(); o.versions = 2;
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "versions 2");
+    RESET(); o.versions = 1; o.ts_to = 2;
+    fcheck(t, &o, M4(0x16, 0x16, 0x16, 0x16), false, "versions 1 within ts [0,2)");
+
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r2"; o.value_from_len = 2;
+    o.value_to = (const uint8_t *)"r3"; o.value_to_len = 2;
+    fcheck(t, &o, M4(0, ALL, 0, 0), false, "value [r2, r3)");
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r1.b"; o.value_from_len = 4;
+    o.value_to = (const uint8_t *)"r1.c"; o.value_to_len = 4;
+    fcheck(t, &o, M4(8, 0, 0, 0), false, "value [r1.b, r1.c)");
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"s"; o.value_from_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, ALL), false, "value [s, inf)");
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r1.a.c1.2"; o.value_from_len = 9;
+    o.value_to = (const uint8_t *)"r1.a.c2"; o.value_to_len = 7;
+    fcheck(t, &o, M4(1, 0, 0, 0), false, "value [r1.a.c1.2, r1.a.c2)");
+
+    RESET(); o.strip_value = true;
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), true, "strip_value");
+
+    RESET(); o.cells_per_row = 2;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "cells_per_row 2");
+    RESET(); o.cells_per_row = 4;
+    fcheck(t, &o, M4(0xf, 0xf, 0xf, 0xf), false, "cells_per_row 4");
+
+    RESET(); o.start_row = (const uint8_t *)"r2"; o.start_len = 2; o.end_row = (const uint8_t *)"s1"; o.end_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "rows [r2, s1)");
+    RESET(); o.start_row = (const uint8_t *)"r2"; o.start_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, ALL), false, "rows [r2, inf)");
+    RESET(); o.start_row = (const uint8_t *)"r1\0"; o.start_len = 3;
+    fcheck(t, &o, M4(0, ALL, ALL, ALL), false, "rows [r1\\0, inf)");
+    RESET(); o.end_row = (const uint8_t *)"r2"; o.end_len = 2;
+    fcheck(t, &o, M4(ALL, 0, 0, 0), false, "rows [, r2)");
+    RESET(); o.start_row = (const uint8_t *)"s"; o.start_len = 1; o.end_row = (const uint8_t *)"r"; o.end_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "empty row range");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1;
+    fcheck(t, &o, M4(ALL, ALL, ALL, 0), false, "prefix r");
+    RESET(); o.prefix = (const uint8_t *)"s"; o.prefix_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, ALL), false, "prefix s");
+    RESET(); o.prefix = (const uint8_t *)"r2"; o.prefix_len = 2;
+    fcheck(t, &o, M4(0, ALL, 0, 0), false, "prefix r2");
+    RESET(); o.prefix = (const uint8_t *)"r2x"; o.prefix_len = 3;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "prefix r2x");
+    RESET(); o.prefix = (const uint8_t *)"t"; o.prefix_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "prefix t");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.start_row = (const uint8_t *)"r2"; o.start_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "prefix r from r2");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.end_row = (const uint8_t *)"r3"; o.end_len = 2;
+    fcheck(t, &o, M4(ALL, ALL, 0, 0), false, "prefix r to r3");
+    RESET(); o.prefix = (const uint8_t *)"s"; o.prefix_len = 1; o.start_row = (const uint8_t *)"a"; o.start_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, ALL), false, "prefix s from a");
+    RESET(); o.row_limit = 2;
+    fcheck(t, &o, M4(ALL, ALL, 0, 0), false, "row_limit 2");
+    RESET(); o.row_limit = 10;
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "row_limit 10");
+    /* rows with no cell left do not count towards row_limit */
+    RESET(); o.row_limit = 2; o.has_value_range = true; o.value_from = (const uint8_t *)"r2"; o.value_from_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "row_limit after value filter");
+
+    /* combinations */
+    ts_column_ref fa = {.family = "a", .family_len = 1};
+    RESET(); o.columns = &fa; o.n_columns = 1; o.versions = 1; o.strip_value = true; o.row_limit = 3;
+    fcheck(t, &o, M4(5, 5, 5, 0), true, "family a, 1 version, stripped, 3 rows");
+    RESET(); o.ts_from = 1; o.ts_to = 2; o.versions = 1; o.cells_per_row = 1;
+    fcheck(t, &o, M4(2, 2, 2, 2), false, "ts [1,2), 1 version, 1 cell per row");
+    RESET(); o.columns = &fa; o.n_columns = 1; o.has_value_range = true;
+    o.value_from = (const uint8_t *)"r1.a.c1.2"; o.value_from_len = 9;
+    o.value_to = (const uint8_t *)"r1.a.c2"; o.value_to_len = 7;
+    fcheck(t, &o, M4(1, 0, 0, 0), false, "family a and a value range");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.range_family = "a"; o.range_family_len = 1;
+    o.qual_from = (const uint8_t *)"c1"; o.qual_from_len = 2; o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
+    o.ts_from = 2; o.cells_per_row = 5; o.row_limit = 2; o.strip_value = true;
+    fcheck(t, &o, M4(1, 1, 0, 0), true, "prefix, column range, time, limits");
+    RESET(); o.columns = cols; o.n_columns = 3; o.ts_to = 2; o.start_row = (const uint8_t *)"r3"; o.start_len = 2;
+    fcheck(t, &o, M4(0, 0, 0x14, 0x14), false, "columns, ts, start row");
+#undef RESET
+}
+
+Test(tablet, read_filters)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    filter_data(f.t);
+    filters_all(f.t);
+    /* point reads ignore the row range fields */
+    ts_read_options o = {.start_row = (const uint8_t *)"z", .start_len = 1, .prefix = (const uint8_t *)"q",
+                         .prefix_len = 1};
+    tu_expect_read(f.t, "r2", &o,
+                   "r2: a:c1@2=r2.a.c1.2 a:c1@1=r2.a.c1.1 a:c2@1=r2.a.c2.1 b:c1@3=r2.b.c1.3 c:x@1=r2.c.x.1\n",
+                   "read_row ignores start/prefix");
+    compact(f.t);
+    filters_all(f.t);
+    tu_finish(&f);
+}
+
+/* ---- locality groups ------------------------------------------------------------------------------ */
+
+static void two_group_schema(ts_schema *s)
+{
+    ts_schema_init(s);
+    s->n_groups = 2;
+    strcpy(s->groups[1].name, "lg1");
+    s->groups[1].compress = false;
+    s->groups[1].bloom = TS_BLOOM_ROW_COLUMN;
+    s->groups[1].block_size = 1024;
+    cr_assert_eq(ts_schema_add_family(s, "a", 0, 0), BT_OK);
+    cr_assert_eq(ts_schema_add_family(s, "b", 0, 0), BT_OK);
+    cr_assert_eq(ts_schema_add_family(s, "c", 0, 0), BT_OK);
+    cr_assert_eq(ts_schema_add_family(s, "d", 0, 0), BT_OK);
+    s->families[2].group = 1;
+    s->families[3].group = 1;
+    cr_assert_eq(ts_schema_validate(s), BT_OK);
+}
+
+/* Checks rows [0, n) through family-restricted and full reads; rows in dead[] are deleted. */
+static void groups_check(ts_tablet *t, int n, int extra, bool (*dead)(int))
+{
+    ts_column_ref cc = {.family = "c", .family_len = 1}, ca = {.family = "a", .family_len = 1};
+    ts_read_options oc = {.columns = &cc, .n_columns = 1}, oa = {.columns = &ca, .n_columns = 1};
+    tu_sb all = {0}, onlyc = {0};
+    for (int i = 0; i < n + extra; i++) {
+        char row[32], want[160];
+        snprintf(row, sizeof row, "row%04d", i);
+        if (dead(i)) {
+            tu_expect_read(t, row, &oc, "", "deleted row, family c");
+            tu_expect_read(t, row, &oa, "", "deleted row, family a");
+            tu_expect_read(t, row, NULL, "", "deleted row");
+            continue;
+        }
+        if (i < n) {
+            snprintf(want, sizeof want, "%s: c:x@1=c%d\n", row, i);
+            tu_expect_read(t, row, &oc, want, "family c");
+            tu_sb_printf(&onlyc, "%s", want);
+            snprintf(want, sizeof want, "%s: a:x@1=a%d a:y@2=a2-%d\n", row, i, i);
+            tu_expect_read(t, row, &oa, want, "family a");
+            snprintf(want, sizeof want, "%s: a:x@1=a%d a:y@2=a2-%d b:x@1=b%d c:x@1=c%d d:x@1=d%d\n", row, i, i,
+                     i, i, i);
+        } else {
+            tu_expect_read(t, row, &oc, "", "no c in extra rows");
+            snprintf(want, sizeof want, "%s: a:x@1=a%d\n", row, i);
+            tu_expect_read(t, row, &oa, want, "family a in extra rows");
+        }
+        tu_expect_read(t, row, NULL, want, "whole row");
+        tu_sb_printf(&all, "%s", want);
+    }
+    char *w = tu_sb_take(&all);
+    tu_expect_scan(t, NULL, w, "scan all");
+    free(w);
+    w = tu_sb_take(&onlyc);
+    tu_expect_scan(t, &oc, w, "scan family c");
+    free(w);
+}
+
+static bool none_dead(int i) { (void)i; return false; }
+static bool some_dead(int i) { return i % 10 == 3; }
+
+Test(tablet, locality_groups)
+{
+    tu_fx f;
+    ts_schema s;
+    two_group_schema(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int n = 100, extra = 50;
+    for (int i = 0; i < n; i++) {
+        char row[32], va[32], va2[32], vb[32], vc[32], vd[32];
+        snprintf(row, sizeof row, "row%04d", i);
+        snprintf(va, sizeof va, "a%d", i);
+        snprintf(va2, sizeof va2, "a2-%d", i);
+        snprintf(vb, sizeof vb, "b%d", i);
+        snprintf(vc, sizeof vc, "c%d", i);
+        snprintf(vd, sizeof vd, "d%d", i);
+        MUT(f.t, row, SET("a", "x", 1, va), SET("b", "x", 1, vb), SET("c", "x", 1, vc), SET("d", "x", 1, vd),
+            SET("a", "y", 2, va2));
+    }
+    flush(f.t);
+    tu_sst_stat st;
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_eq(st.files, 2, "one SSTable per locality group");
+    cr_assert(st.fams[0] == 0x3u || st.fams[0] == 0xcu, "file 0 mixes groups: %x", st.fams[0]);
+    cr_assert(st.fams[1] == 0x3u || st.fams[1] == 0xcu, "file 1 mixes groups: %x", st.fams[1]);
+    cr_assert_neq(st.fams[0], st.fams[1]);
+    groups_check(f.t, n, 0, none_dead);
+
+    /* data for group 0 only: one new SSTable */
+    for (int i = n; i < n + extra; i++) {
+        char row[32], va[32];
+        snprintf(row, sizeof row, "row%04d", i);
+        snprintf(va, sizeof va, "a%d", i);
+        MUT(f.t, row, SET("a", "x", 1, va));
+    }
+    flush(f.t);
+    ts_tablet_stats ts;
+    ts_tablet_get_stats(f.t, &ts);
+    cr_assert_eq(ts.n_sstables, 3);
+    groups_check(f.t, n, extra, none_dead);
+
+    /* DeleteRow reaches both groups */
+    for (int i = 0; i < n + extra; i++) {
+        if (!some_dead(i)) continue;
+        char row[32];
+        snprintf(row, sizeof row, "row%04d", i);
+        MUT(f.t, row, DELROW());
+    }
+    groups_check(f.t, n, extra, some_dead);
+    flush(f.t);
+    ts_tablet_get_stats(f.t, &ts);
+    cr_assert_eq(ts.n_sstables, 5, "row markers go to every group");
+    groups_check(f.t, n, extra, some_dead);
+    compact(f.t);
+    ts_tablet_get_stats(f.t, &ts);
+    cr_assert_eq(ts.n_sstables, 2);
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_eq(st.files, 2);
+    cr_assert_eq(st.markers, 0);
+    groups_check(f.t, n, extra, some_dead);
+    tu_reopen(&f);
+    groups_check(f.t, n, extra, some_dead);
+
+    /* Reads of family c never touch group 0's file: damage that file's data
+     * blocks (a new engine has an empty block cache) and read both groups. */
+    tu_close(&f);
+    char dead[512];
+    tu_sst_find(f.tdir, 0x3u, dead, sizeof dead);
+    FILE *fp = fopen(dead, "r+b");
+    cr_assert_not_null(fp);
+    uint8_t junk[64];
+    memset(junk, 0x5a, sizeof junk);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);   /* the first data block */
+    fclose(fp);
+    tu_engine_open(&f);
+    tu_open_tablet(&f);
+    ts_column_ref cc = {.family = "c", .family_len = 1}, ca = {.family = "a", .family_len = 1};
+    ts_read_options oc = {.columns = &cc, .n_columns = 1}, oa = {.columns = &ca, .n_columns = 1};
+    tu_expect_read(f.t, "row0000", &oc, "row0000: c:x@1=c0\n", "family c with group 0 damaged");
+    char *txt = tu_scan_text(f.t, &oc);
+    int lines = 0;
+    for (char *p = txt; *p; p++) lines += *p == '\n';
+    cr_assert_eq(lines, n - n / 10, "family c scan with group 0 damaged");
+    free(txt);
+    ts_row r;
+    int rc = ts_tablet_read_row(f.t, (const uint8_t *)"row0000", 7, &oa, &r);
+    cr_assert_eq(rc, BT_ECORRUPT, "family a read through a damaged block: %s", bt_errname(rc));
+    tu_finish(&f);
+}
+
+/* ---- compactions ------------------------------------------------------------------------------------ */
+
+static void fill_rows(ts_tablet *t, int from, int to, int vlen, const char *tag)
+{
+    char *val = malloc((size_t)vlen + 1);
+    for (int i = from; i < to; i++) {
+        char row[32];
+        snprintf(row, sizeof row, "row%05d", i);
+        int n = snprintf(val, (size_t)vlen + 1, "%s-%d-", tag, i);
+        for (int k = n; k < vlen; k++) val[k] = (char)('a' + (i + k) % 26);
+        val[vlen] = '\0';
+        MUT(t, row, SET("a", "v", 1, val), SET("b", "w", 2, tag));
+    }
+    free(val);
+}
+
+/* Rows [from, to) hold exactly what fill_rows(tag) wrote, and the scan has nothing else. */
+static void check_rows(ts_tablet *t, int from, int to, int vlen, const char *tag)
+{
+    ts_scanner *sc;
+    cr_assert_eq(ts_tablet_scan(t, NULL, &sc), BT_OK);
+    ts_row r;
+    int i = from, rc;
+    char *val = malloc((size_t)vlen + 1);
+    while ((rc = ts_scanner_next(sc, &r)) == BT_OK) {
+        char row[32];
+        snprintf(row, sizeof row, "row%05d", i);
+        cr_assert_lt(i, to, "extra row %.*s", (int)r.key_len, r.key);
+        cr_assert(r.key_len == strlen(row) && memcmp(r.key, row, r.key_len) == 0, "row %d: got %.*s", i,
+                  (int)r.key_len, r.key);
+        cr_assert_eq(r.n_cells, 2, "row %s", row);
+        int n = snprintf(val, (size_t)vlen + 1, "%s-%d-", tag, i);
+        for (int k = n; k < vlen; k++) val[k] = (char)('a' + (i + k) % 26);
+        cr_assert(r.cells[0].value_len == (size_t)vlen && memcmp(r.cells[0].value, val, (size_t)vlen) == 0,
+                  "row %s: wrong value", row);
+        cr_assert(r.cells[1].value_len == strlen(tag) && memcmp(r.cells[1].value, tag, strlen(tag)) == 0);
+        i++;
+    }
+    cr_assert_eq(rc, BT_ENOTFOUND, "%s", bt_errmsg());
+    cr_assert_eq(i, to, "scan stopped at row %d of [%d, %d)", i, from, to);
+    ts_scanner_close(sc);
+    free(val);
+}
+
+Test(tablet, background_compactions)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_init(&f, TS_DURABILITY_NONE);
+    f.eo.memtable_bytes = 64 << 10;
+    f.eo.merge_trigger = 3;
+    tu_engine_open(&f);
+    tu_create(&f, &s, NULL, NULL);
+    const int n = 6000, vlen = 200;
+    fill_rows(f.t, 0, n, vlen, "one");
+    cr_assert_eq(ts_tablet_wait_idle(f.t), BT_OK);
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_geq(st.minor_compactions, 5, "minor %llu", (unsigned long long)st.minor_compactions);
+    cr_assert_gt(st.merging_compactions + st.major_compactions, 0, "no merging compaction ran");
+    cr_assert_lt(st.n_sstables, 3, "idle with %u SSTables (merge_trigger 3)", st.n_sstables);
+    check_rows(f.t, 0, n, vlen, "one");
+    /* overwrite half with newer versions; read newest only */
+    fill_rows(f.t, 0, n / 2, vlen, "two");
+    cr_assert_eq(ts_tablet_wait_idle(f.t), BT_OK);
+    ts_read_options o = {.versions = 1};
+    ts_scanner *sc;
+    cr_assert_eq(ts_tablet_scan(f.t, &o, &sc), BT_OK);
+    ts_row r;
+    int rows = 0;
+    while (ts_scanner_next(sc, &r) == BT_OK) {
+        const char *want = rows < n / 2 ? "two" : "one";
+        cr_assert_eq(r.n_cells, 2);
+        cr_assert(r.cells[1].value_len == 3 && memcmp(r.cells[1].value, want, 3) == 0, "row %d", rows);
+        rows++;
+    }
+    ts_scanner_close(sc);
+    cr_assert_eq(rows, n);
+
+    cr_assert_eq(ts_tablet_compact(f.t), BT_OK);
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.n_sstables, 1, "major compaction left %u SSTables", st.n_sstables);
+    cr_assert_geq(st.major_compactions, 1);
+    cr_assert_eq(st.memtable_bytes < (64u << 10), true);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "b"), (uint64_t)n, "overwritten cells survived");
+    tu_reopen(&f);
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.n_sstables, 1);
+    cr_assert_eq(ts_tablet_scan(f.t, &o, &sc), BT_OK);
+    rows = 0;
+    while (ts_scanner_next(sc, &r) == BT_OK) rows++;
+    ts_scanner_close(sc);
+    cr_assert_eq(rows, n);
+    tu_finish(&f);
+}
+
+/* Rows i % 10 == 0 deleted, == 1 lost family b, == 2 lost column a:v. */
+static void check_partial(ts_tablet *t, int n, int vlen, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        char row[32];
+        snprintf(row, sizeof row, "row%05d", i);
+        ts_row r;
+        int rc = ts_tablet_read_row(t, (const uint8_t *)row, strlen(row), NULL, &r);
+        if (i % 10 == 0) {
+            cr_assert_eq(rc, BT_ENOTFOUND, "%s: deleted row %s is back", what, row);
+            continue;
+        }
+        cr_assert_eq(rc, BT_OK, "%s: row %s: %s", what, row, bt_errmsg());
+        size_t want = i % 10 == 1 || i % 10 == 2 ? 1 : 2;
+        cr_assert_eq(r.n_cells, want, "%s: row %s has %zu cells", what, row, r.n_cells);
+        if (i % 10 == 1) cr_assert(r.cells[0].family[0] == 'a' && r.cells[0].value_len == (size_t)vlen);
+        if (i % 10 == 2) cr_assert(r.cells[0].family[0] == 'b');
+        ts_row_free(&r);
+    }
+}
+
+Test(tablet, merging_compaction_of_newer_sstables_keeps_markers)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_init(&f, TS_DURABILITY_NONE);
+    f.eo.merge_trigger = 16;
+    tu_engine_open(&f);
+    tu_create(&f, &s, NULL, NULL);
+    const int n = 400, vlen = 1000;
+    fill_rows(f.t, 0, n, vlen, "big");
+    flush(f.t);
+    /* small SSTables of markers over the big one */
+    for (int k = 0; k < 4; k++) {
+        if (k == 3) {
+            /* more SSTables than the trigger: the next merge takes the newest
+             * (size-tiered) and leaves the big, oldest one out */
+            ts_tablet_stats st;
+            ts_tablet_get_stats(f.t, &st);
+            cr_assert_eq(st.n_sstables, 4);
+            f.eo.merge_trigger = 3;
+            tu_reopen(&f);
+        }
+        for (int i = k % 3; i < n; i += 10) {
+            char row[32];
+            snprintf(row, sizeof row, "row%05d", i);
+            if (k % 3 == 0) MUT(f.t, row, DELROW());
+            if (k == 1) MUT(f.t, row, DELFAM("b"));
+            if (k == 2) MUT(f.t, row, DEL("a", "v", 0, 0));
+        }
+        flush(f.t);
+    }
+    check_partial(f.t, n, vlen, "before merging");
+    cr_assert_eq(ts_tablet_wait_idle(f.t), BT_OK);
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.merging_compactions, 1, "expected one partial merge (%llu merging, %llu major)",
+                 (unsigned long long)st.merging_compactions, (unsigned long long)st.major_compactions);
+    cr_assert_eq(st.major_compactions, 0);
+    cr_assert_eq(st.n_sstables, 2);
+    tu_sst_stat ss;
+    tu_sst_scan(f.tdir, &ss);
+    cr_assert_eq(ss.files, 2);
+    cr_assert_gt(ss.markers, 0, "a partial merge dropped the markers");
+    check_partial(f.t, n, vlen, "after a merging compaction");
+    tu_reopen(&f);
+    check_partial(f.t, n, vlen, "reopened");
+    compact(f.t);
+    tu_sst_scan(f.tdir, &ss);
+    cr_assert_eq(ss.files, 1);
+    cr_assert_eq(ss.markers, 0);
+    check_partial(f.t, n, vlen, "after a major compaction");
+    tu_finish(&f);
+}
+
+Test(tablet, major_compaction_leaves_one_sstable_per_group)
+{
+    tu_fx f;
+    ts_schema s;
+    two_group_schema(&s);
+    tu_init(&f, TS_DURABILITY_NONE);
+    f.eo.memtable_bytes = 32 << 10;
+    f.eo.merge_trigger = 8;
+    tu_engine_open(&f);
+    tu_create(&f, &s, NULL, NULL);
+    for (int i = 0; i < 3000; i++) {
+        char row[32], v[64];
+        snprintf(row, sizeof row, "row%04d", i % 1000);
+        snprintf(v, sizeof v, "value-%d-0123456789abcdef0123456789", i);
+        MUT(f.t, row, SET("a", "x", i, v), SET("c", "y", i, v));
+    }
+    cr_assert_eq(ts_tablet_wait_idle(f.t), BT_OK);
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_gt(st.n_sstables, 2);
+    compact(f.t);
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.n_sstables, 2);
+    tu_sst_stat ss;
+    tu_sst_scan(f.tdir, &ss);
+    cr_assert_eq(ss.files, 2, "obsolete SSTables left behind");
+    cr_assert_eq(ss.entries, 6000);
+    ts_read_options o = {.versions = 1};
+    char *txt = tu_scan_text(f.t, &o);
+    int lines = 0;
+    for (char *p = txt; *p; p++) lines += *p == '\n';
+    cr_assert_eq(lines, 1000);
+    cr_assert_not_null(strstr(txt, "row0999: a:x@2999=value-2999-0123456789abcdef0123456789 "
+                                   "c:y@2999=value-2999-0123456789abcdef0123456789\n"));
+    free(txt);
+    tu_finish(&f);
+}
+
+/* ---- split ------------------------------------------------------------------------------------------- */
+
+static int count_scan_rows(ts_tablet *t, char *first, char *last)
+{
+    ts_scanner *sc;
+    cr_assert_eq(ts_tablet_scan(t, NULL, &sc), BT_OK);
+    ts_row r;
+    int n = 0;
+    while (ts_scanner_next(sc, &r) == BT_OK) {
+        if (n == 0 && first) snprintf(first, 32, "%.*s", (int)r.key_len, r.key);
+        if (last) snprintf(last, 32, "%.*s", (int)r.key_len, r.key);
+        n++;
+    }
+    ts_scanner_close(sc);
+    return n;
+}
+
+/* child holds exactly rows [from, to) as written by fill_rows(tag); the others are not served. */
+static void check_child(ts_tablet *c, int from, int to, int total, int vlen, const char *tag)
+{
+    check_rows(c, from, to, vlen, tag);
+    for (int i = 0; i < total; i += 37) {
+        char row[32];
+        snprintf(row, sizeof row, "row%05d", i);
+        ts_row r;
+        int rc = ts_tablet_read_row(c, (const uint8_t *)row, strlen(row), NULL, &r);
+        if (i >= from && i < to) {
+            cr_assert_eq(rc, BT_OK, "%s: %s", row, bt_errmsg());
+            ts_row_free(&r);
+        } else {
+            cr_assert_eq(rc, BT_ENOTSERVING, "%s read from the wrong child", row);
+        }
+    }
+}
+
+Test(tablet, split_at_explicit_row)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int n = 400, vlen = 100;
+    fill_rows(f.t, 0, 150, vlen, "v");
+    flush(f.t);
+    fill_rows(f.t, 150, 300, vlen, "v");
+    flush(f.t);
+    fill_rows(f.t, 300, n, vlen, "v");  /* memtable: split flushes it */
+    MUT(f.t, "row00010", DELROW());
+    MUT(f.t, "row00010", SET("a", "v", 0, "x"));
+    MUT(f.t, "row00010", DELROW());
+    fill_rows(f.t, 10, 11, vlen, "v");
+
+    char dl[160], dr[160];
+    snprintf(dl, sizeof dl, "%s/left", f.root);
+    snprintf(dr, sizeof dr, "%s/right", f.root);
+    ts_tablet *L = NULL, *R = NULL;
+    ts_tablet *parent = f.t;
+    int rc = ts_tablet_split(parent, (const uint8_t *)"row00200", 8, dl, 2, dr, 3, &L, &R);
+    cr_assert_eq(rc, BT_OK, "split: %s", bt_errmsg());
+    f.t = NULL;
+    cr_assert_eq(ts_tablet_id(L), 2);
+    cr_assert_eq(ts_tablet_id(R), 3);
+    check_child(L, 0, 200, n, vlen, "v");
+    check_child(R, 200, n, n, vlen, "v");
+
+    ts_mutation m = SET("a", "v", 5, "new");
+    EXPECT_ERR(ts_tablet_mutate_row(L, (const uint8_t *)"row00200", 8, &m, 1), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_mutate_row(L, (const uint8_t *)"zzz", 3, &m, 1), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_mutate_row(R, (const uint8_t *)"row00199", 8, &m, 1), BT_ENOTSERVING);
+    EXPECT_ERR(ts_tablet_mutate_row(R, (const uint8_t *)"a", 1, &m, 1), BT_ENOTSERVING);
+    MUT(L, "row00199x", SET("a", "v", 5, "new"), SET("b", "w", 5, "v"));
+    cr_assert_eq(ts_tablet_mutate_row(L, (const uint8_t *)"row00199x", 9, &m, 1), BT_OK);
+    cr_assert_eq(count_scan_rows(L, NULL, NULL), 201);
+    cr_assert_eq(ts_tablet_read_row(R, (const uint8_t *)"row00199x", 9, NULL, &(ts_row){0}), BT_ENOTSERVING);
+    MUT(L, "row00199x", DELROW());
+
+    /* splitting at a row outside the range, or at its start, fails and the tablet goes on */
+    char d3[160], d4[160];
+    snprintf(d3, sizeof d3, "%s/x3", f.root);
+    snprintf(d4, sizeof d4, "%s/x4", f.root);
+    ts_tablet *a = NULL, *b = NULL;
+    EXPECT_ERR(ts_tablet_split(L, (const uint8_t *)"row00300", 8, d3, 4, d4, 5, &a, &b), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_split(R, (const uint8_t *)"row00100", 8, d3, 4, d4, 5, &a, &b), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_split(R, (const uint8_t *)"row00200", 8, d3, 4, d4, 5, &a, &b), BT_EINVAL);
+    cr_assert_null(a);
+    cr_assert_null(b);
+    MUT(R, "row00250", SET("c", "z", 1, "after failed split"));
+    MUT(R, "row00250", DELFAM("c"));
+
+    /* children survive close + reopen */
+    cr_assert_eq(ts_tablet_close(L), BT_OK);
+    cr_assert_eq(ts_tablet_close(R), BT_OK);
+    cr_assert_eq(ts_engine_close(f.e), BT_OK);
+    f.e = NULL;
+    tu_engine_open(&f);
+    cr_assert_eq(ts_tablet_open(f.e, dl, &L), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(ts_tablet_open(f.e, dr, &R), BT_OK, "%s", bt_errmsg());
+    check_child(L, 0, 200, n, vlen, "v");
+    check_child(R, 200, n, n, vlen, "v");
+
+    /* a child's compaction rewrites its half; the sibling still reads the inherited files */
+    compact(L);
+    tu_sst_stat st;
+    tu_sst_scan(dl, &st);
+    cr_assert_eq(st.files, 1);
+    cr_assert_eq(st.puts, 2 * 200, "left child's compaction copied other rows");
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_geq(st.files, 2, "parent files were deleted");
+    check_child(R, 200, n, n, vlen, "v");
+    check_child(L, 0, 200, n, vlen, "v");
+    compact(R);
+    tu_sst_scan(dr, &st);
+    cr_assert_eq(st.puts, 2 * 200);
+    check_child(R, 200, n, n, vlen, "v");
+    tu_sst_scan(f.tdir, &st);
+    cr_assert_geq(st.files, 2, "parent files were deleted");
+    cr_assert_eq(ts_tablet_close(L), BT_OK);
+    cr_assert_eq(ts_tablet_close(R), BT_OK);
+    tu_finish(&f);
+}
+
+Test(tablet, split_at_middle_from_indexes)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int n = 2000, vlen = 120;
+    fill_rows(f.t, 0, n, vlen, "m");
+    char dl[160], dr[160];
+    snprintf(dl, sizeof dl, "%s/left", f.root);
+    snprintf(dr, sizeof dr, "%s/right", f.root);
+    ts_tablet *L = NULL, *R = NULL;
+    int rc = ts_tablet_split(f.t, NULL, 0, dl, 7, dr, 8, &L, &R);
+    cr_assert_eq(rc, BT_OK, "split: %s", bt_errmsg());
+    f.t = NULL;
+    char lfirst[32], llast[32], rfirst[32], rlast[32];
+    int nl = count_scan_rows(L, lfirst, llast), nr = count_scan_rows(R, rfirst, rlast);
+    cr_assert_eq(nl + nr, n);
+    cr_assert_gt(nl, n / 5, "left child got %d rows", nl);
+    cr_assert_gt(nr, n / 5, "right child got %d rows", nr);
+    cr_assert_str_eq(lfirst, "row00000");
+    cr_assert_str_eq(rlast, "row01999");
+    cr_assert_lt(strcmp(llast, rfirst), 0);
+    int mid = atoi(rfirst + 3);
+    check_child(L, 0, mid, n, vlen, "m");
+    check_child(R, mid, n, n, vlen, "m");
+    /* splitting again works on the inherited files and their ranges */
+    char d3[160], d4[160];
+    snprintf(d3, sizeof d3, "%s/ll", f.root);
+    snprintf(d4, sizeof d4, "%s/lr", f.root);
+    ts_tablet *LL = NULL, *LR = NULL;
+    rc = ts_tablet_split(L, (const uint8_t *)"row00100", 8, d3, 9, d4, 10, &LL, &LR);
+    cr_assert_eq(rc, BT_OK, "second split: %s", bt_errmsg());
+    check_child(LL, 0, 100, n, vlen, "m");
+    check_child(LR, 100, mid, n, vlen, "m");
+    compact(LR);
+    check_child(LR, 100, mid, n, vlen, "m");
+    check_child(R, mid, n, n, vlen, "m");
+    cr_assert_eq(ts_tablet_close(LL), BT_OK);
+    cr_assert_eq(ts_tablet_close(LR), BT_OK);
+    cr_assert_eq(ts_tablet_close(R), BT_OK);
+    tu_finish(&f);
+}
+
+/* ---- schema and manifest --------------------------------------------------------------------------- */
+
+Test(tablet, set_schema_adds_a_family)
+{
+    tu_fx f;
+    ts_schema s;
+    ts_schema_init(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "a", 0, 0), BT_OK);
+    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    MUT(f.t, "r", SET("a", "q", 1, "x"));
+    ts_mutation m = SET("n", "q", 1, "y");
+    EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, &m, 1), BT_ENOTFOUND);
+    flush(f.t);
+    ts_schema s2 = s;
+    cr_assert_eq(ts_schema_add_family(&s2, "n", 3, 0), BT_OK);
+    cr_assert_eq(ts_tablet_set_schema(f.t, &s2), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(ts_tablet_schema(f.t)->n_families, 2);
+    MUT(f.t, "r", SET("n", "q", 1, "y"));
+    tu_expect_read(f.t, "r", NULL, "r: a:q@1=x n:q@1=y\n", "new family");
+    ts_schema bad = s2;
+    strcpy(bad.families[1].name, "a");
+    EXPECT_ERR(ts_tablet_set_schema(f.t, &bad), BT_EINVAL);
+    cr_assert_eq(ts_tablet_schema(f.t)->n_families, 2);
+    tu_reopen(&f);
+    const ts_schema *got = ts_tablet_schema(f.t);
+    cr_assert_eq(got->n_families, 2);
+    cr_assert_str_eq(got->families[1].name, "n");
+    cr_assert_eq(got->families[1].max_versions, 3);
+    tu_expect_read(f.t, "r", NULL, "r: a:q@1=x n:q@1=y\n", "reopened");
+    MUT(f.t, "r", SET("n", "q", 2, "z"));
+    tu_crash_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, "r: a:q@1=x n:q@2=z n:q@1=y\n", "replayed into the new family");
+    tu_finish(&f);
+}
+
+Test(tablet, damaged_manifest_is_corruption)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    MUT(f.t, "r", SET("a", "q", 1, "x"));
+    flush(f.t);
+    cr_assert_eq(ts_tablet_close(f.t), BT_OK);
+    f.t = NULL;
+    char path[256];
+    snprintf(path, sizeof path, "%s/MANIFEST", f.tdir);
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp);
+    uint8_t buf[8192];
+    size_t len = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    cr_assert_gt(len, 16);
+    ts_tablet *t = NULL;
+    for (size_t i = 0; i < len; i++) {
+        buf[i] ^= 0x20;
+        fp = fopen(path, "wb");
+        cr_assert_eq(fwrite(buf, 1, len, fp), len);
+        fclose(fp);
+        bt_errclear();
+        int rc = ts_tablet_open(f.e, f.tdir, &t);
+        cr_assert_eq(rc, BT_ECORRUPT, "byte %zu flipped: got %s", i, bt_errname(rc));
+        cr_assert_gt(strlen(bt_errmsg()), 0);
+        buf[i] ^= 0x20;
+    }
+    /* truncated, too */
+    fp = fopen(path, "wb");
+    cr_assert_eq(fwrite(buf, 1, len / 2, fp), len / 2);
+    fclose(fp);
+    cr_assert_eq(ts_tablet_open(f.e, f.tdir, &t), BT_ECORRUPT);
+    /* restored: opens and reads */
+    fp = fopen(path, "wb");
+    cr_assert_eq(fwrite(buf, 1, len, fp), len);
+    fclose(fp);
+    tu_open_tablet(&f);
+    tu_expect_read(f.t, "r", NULL, "r: a:q@1=x\n", "restored manifest");
+    cr_assert_eq(ts_tablet_close(f.t), BT_OK);
+    f.t = NULL;
+    /* missing: not found; creating over an existing one: exists */
+    char other[160];
+    snprintf(other, sizeof other, "%s/none", f.root);
+    cr_assert_eq(ts_tablet_open(f.e, other, &t), BT_ENOTFOUND);
+    cr_assert_eq(ts_tablet_create(f.e, f.tdir, 1, &s, NULL, 0, NULL, 0, &t), BT_EEXIST);
+    tu_finish(&f);
+}
+
+/* ---- concurrency ------------------------------------------------------------------------------------- */
+
+#define CW 4
+#define CROWS 40
+
+typedef struct conc {
+    ts_tablet *t;
+    atomic_bool stop;
+    atomic_int errors, mismatches, misorders;
+    atomic_long scans, rows_seen, writes;
+    uint64_t last[CW][CROWS];   /* per writer: last acknowledged iteration per row */
+} conc;
+
+typedef struct wctx { conc *c; int id; } wctx;
+
+static void *conc_writer(void *arg)
+{
+    wctx *w = arg;
+    conc *c = w->c;
+    for (uint64_t it = 1; !atomic_load(&c->stop); it++) {
+        int k = (int)(it % CROWS);
+        char row[32], val[48];
+        snprintf(row, sizeof row, "w%d-%02d", w->id, k);
+        snprintf(val, sizeof val, "%d-%llu", w->id, (unsigned long long)it);
+        ts_mutation m[2] = {SET("a", "x", (int64_t)it, val), SET("b", "y", (int64_t)it, val)};
+        int rc = ts_tablet_mutate_row(c->t, (const uint8_t *)row, strlen(row), m, 2);
+        if (rc) atomic_fetch_add(&c->errors, 1);
+        else {
+            c->last[w->id][k] = it;
+            atomic_fetch_add(&c->writes, 1);
+        }
+    }
+    return NULL;
+}
+
+/* a:x and b:y of a row hold the same newest value. */
+static bool row_consistent(const ts_row *r)
+{
+    const ts_cell *x = NULL, *y = NULL;
+    for (size_t i = 0; i < r->n_cells; i++) {
+        if (r->cells[i].family[0] == 'a') x = &r->cells[i];
+        if (r->cells[i].family[0] == 'b') y = &r->cells[i];
+    }
+    return r->n_cells == 2 && x && y && x->timestamp == y->timestamp && x->value_len == y->value_len &&
+           memcmp(x->value, y->value, x->value_len) == 0;
+}
+
+static void *conc_scanner(void *arg)
+{
+    conc *c = arg;
+    ts_read_options o = {.versions = 1};
+    unsigned seed = 7;
+    while (!atomic_load(&c->stop)) {
+        ts_scanner *s;
+        if (ts_tablet_scan(c->t, &o, &s)) { atomic_fetch_add(&c->errors, 1); continue; }
+        ts_row r;
+        int rc;
+        char prev[32] = "";
+        while ((rc = ts_scanner_next(s, &r)) == BT_OK) {
+            if (!row_consistent(&r)) atomic_fetch_add(&c->mismatches, 1);
+            char key[32];
+            snprintf(key, sizeof key, "%.*s", (int)r.key_len, r.key);
+            if (strcmp(prev, key) >= 0) atomic_fetch_add(&c->misorders, 1);
+            strcpy(prev, key);
+            atomic_fetch_add(&c->rows_seen, 1);
+        }
+        if (rc != BT_ENOTFOUND) atomic_fetch_add(&c->errors, 1);
+        ts_scanner_close(s);
+        atomic_fetch_add(&c->scans, 1);
+        /* and a point read */
+        seed = seed * 1103515245u + 12345u;
+        char row[32];
+        snprintf(row, sizeof row, "w%u-%02u", (seed >> 8) % CW, (seed >> 16) % CROWS);
+        rc = ts_tablet_read_row(c->t, (const uint8_t *)row, strlen(row), &o, &r);
+        if (rc == BT_OK) {
+            if (!row_consistent(&r)) atomic_fetch_add(&c->mismatches, 1);
+            ts_row_free(&r);
+        } else if (rc != BT_ENOTFOUND) {
+            atomic_fetch_add(&c->errors, 1);
+        }
+    }
+    return NULL;
+}
+
+static void *conc_flusher(void *arg)
+{
+    conc *c = arg;
+    for (int i = 1; !atomic_load(&c->stop); i++) {
+        struct timespec ts = {0, 15 * 1000000L};
+        nanosleep(&ts, NULL);
+        int rc = i % 8 == 0 ? ts_tablet_compact(c->t) : ts_tablet_flush(c->t);
+        if (rc) atomic_fetch_add(&c->errors, 1);
+    }
+    return NULL;
+}
+
+Test(tablet, concurrent_writers_and_scanners)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_init(&f, TS_DURABILITY_NONE);
+    f.eo.memtable_bytes = 64 << 10;
+    f.eo.merge_trigger = 3;
+    f.eo.compaction_threads = 2;
+    tu_engine_open(&f);
+    tu_create(&f, &s, NULL, NULL);
+    conc *c = calloc(1, sizeof *c);
+    c->t = f.t;
+    pthread_t w[CW], sc[2], fl;
+    wctx wc[CW];
+    for (int i = 0; i < CW; i++) {
+        wc[i] = (wctx){c, i};
+        cr_assert_eq(pthread_create(&w[i], NULL, conc_writer, &wc[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) cr_assert_eq(pthread_create(&sc[i], NULL, conc_scanner, c), 0);
+    cr_assert_eq(pthread_create(&fl, NULL, conc_flusher, c), 0);
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+    atomic_store(&c->stop, true);
+    for (int i = 0; i < CW; i++) pthread_join(w[i], NULL);
+    for (int i = 0; i < 2; i++) pthread_join(sc[i], NULL);
+    pthread_join(fl, NULL);
+
+    cr_assert_eq(atomic_load(&c->errors), 0, "%d operations failed", atomic_load(&c->errors));
+    cr_assert_eq(atomic_load(&c->mismatches), 0, "%d rows seen half-applied", atomic_load(&c->mismatches));
+    cr_assert_eq(atomic_load(&c->misorders), 0);
+    cr_assert_gt(atomic_load(&c->scans), 0);
+    cr_assert_gt(atomic_load(&c->writes), 100);
+    /* every acknowledged write is there: the newest value of each row is its writer's last */
+    for (int round = 0; round < 2; round++) {
+        ts_read_options o = {.versions = 1};
+        for (int i = 0; i < CW; i++) {
+            for (int k = 0; k < CROWS; k++) {
+                if (!c->last[i][k]) continue;
+                char row[32], want[200];
+                snprintf(row, sizeof row, "w%d-%02d", i, k);
+                snprintf(want, sizeof want, "%s: a:x@%llu=%d-%llu b:y@%llu=%d-%llu\n", row,
+                         (unsigned long long)c->last[i][k], i, (unsigned long long)c->last[i][k],
+                         (unsigned long long)c->last[i][k], i, (unsigned long long)c->last[i][k]);
+                tu_expect_read(f.t, row, &o, want, "after the concurrent run");
+            }
+        }
+        if (round == 0) tu_reopen(&f);
+    }
+    free(c);
+    tu_finish(&f);
+}
