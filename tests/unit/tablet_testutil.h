@@ -180,6 +180,16 @@ TU void tu_crash_reopen(tu_fx *f)
     tu_open_tablet(f);
 }
 
+TU void tu_flush(ts_tablet *t)
+{
+    cr_assert_eq(ts_tablet_flush(t), BT_OK, "flush: %s", bt_errmsg());
+}
+
+TU void tu_compact(ts_tablet *t)
+{
+    cr_assert_eq(ts_tablet_compact(t), BT_OK, "compact: %s", bt_errmsg());
+}
+
 /* ---- mutations ---------------------------------------------------------------- */
 
 TU ts_mutation tu_set(const char *fam, const void *q, size_t qn, int64_t ts, const void *v, size_t vn)

@@ -1,10 +1,11 @@
 /* tests/unit/test_tablet.c: the tablet engine's semantics through its public
  * API (tabletserver/tablet.h): cells and their order, argument errors and
  * atomicity, versions, every delete type in the memtable / across SSTables /
- * after a major compaction / after reopen and commit-log replay, GC policies,
- * read filters, locality groups, compactions, split, schema changes, manifest
- * corruption and a concurrency smoke test.  The randomized reference-model
- * tests are in test_tablet_model.c; shared helpers in tablet_testutil.h.
+ * after a major compaction / after reopen and commit-log replay, locality
+ * groups, compactions, split, schema changes, manifest corruption and a
+ * concurrency smoke test.  Read filters, GC policies and the randomized
+ * reference-model tests are in test_tablet_model.c; shared helpers in
+ * tablet_testutil.h.
  *
  * Results are compared as text: "row: fam:qual@ts=value ...\n" per row.
  */
@@ -394,8 +395,6 @@ static void del_check(ts_tablet *t, const char *want, const char *what)
     }
 }
 
-static void flush(ts_tablet *t) { cr_assert_eq(ts_tablet_flush(t), BT_OK, "flush: %s", bt_errmsg()); }
-static void compact(ts_tablet *t) { cr_assert_eq(ts_tablet_compact(t), BT_OK, "compact: %s", bt_errmsg()); }
 
 Test(tablet, deletes_in_memtable)
 {
@@ -421,10 +420,10 @@ Test(tablet, deletes_across_sstables)
     tu_schema_abc(&s);
     tu_start(&f, &s, TS_DURABILITY_NONE);
     del_puts(f.t);
-    flush(f.t);
+    tu_flush(f.t);
     del_deletes(f.t);
     del_check(f.t, DEL_WANT1, "markers in memtable, data in sstable");
-    flush(f.t);
+    tu_flush(f.t);
     tu_sst_stat st;
     tu_sst_scan(f.tdir, &st);
     cr_assert_eq(st.files, 2);
@@ -432,7 +431,7 @@ Test(tablet, deletes_across_sstables)
     del_check(f.t, DEL_WANT1, "markers and data in two sstables");
     del_again(f.t);
     del_check(f.t, DEL_WANT2, "puts over deletes in memtable");
-    flush(f.t);
+    tu_flush(f.t);
     del_check(f.t, DEL_WANT2, "three sstables");
     tu_finish(&f);
 }
@@ -444,10 +443,10 @@ Test(tablet, deletes_after_major_compaction)
     tu_schema_abc(&s);
     tu_start(&f, &s, TS_DURABILITY_NONE);
     del_puts(f.t);
-    flush(f.t);
+    tu_flush(f.t);
     del_deletes(f.t);
-    flush(f.t);
-    compact(f.t);
+    tu_flush(f.t);
+    tu_compact(f.t);
     del_check(f.t, DEL_WANT1, "compacted deletes");
     tu_sst_stat st;
     tu_sst_scan(f.tdir, &st);
@@ -456,7 +455,7 @@ Test(tablet, deletes_after_major_compaction)
     cr_assert_eq(st.puts, 6, "deleted cells survived a major compaction (%llu puts)", (unsigned long long)st.puts);
     del_again(f.t);
     del_check(f.t, DEL_WANT2, "puts over compacted deletes");
-    compact(f.t);
+    tu_compact(f.t);
     del_check(f.t, DEL_WANT2, "compacted again");
     /* a later write with an old timestamp into a column emptied by a compacted delete */
     MUT(f.t, "u", SET("a", "q", 0, "u0"));
@@ -468,7 +467,7 @@ Test(tablet, deletes_after_major_compaction)
         "w: a:q@60=w60 a:q@10=w10\n"
         "x: a:q@10=x10\n";
     del_check(f.t, want3, "later writes");
-    compact(f.t);
+    tu_compact(f.t);
     del_check(f.t, want3, "later writes compacted");
     tu_reopen(&f);
     del_check(f.t, want3, "reopened");
@@ -496,12 +495,12 @@ Test(tablet, deletes_after_reopen_and_replay)
     /* (2) data flushed, markers only in the log */
     tu_start(&f, &s, TS_DURABILITY_SYNC);
     del_puts(f.t);
-    flush(f.t);
+    tu_flush(f.t);
     del_deletes(f.t);
     tu_crash_reopen(&f);
     del_check(f.t, DEL_WANT1, "replayed markers over flushed data");
     del_again(f.t);
-    flush(f.t);
+    tu_flush(f.t);
     tu_crash_reopen(&f);
     del_check(f.t, DEL_WANT2, "all flushed");
     tu_finish(&f);
@@ -525,7 +524,7 @@ Test(tablet, close_and_reopen_in_the_same_engine_keeps_unflushed_writes)
         tu_open_tablet(&f);  /* same engine, same log */
         del_check(f.t, DEL_WANT1, "reopened in the same engine");
         del_again(f.t);
-        flush(f.t);
+        tu_flush(f.t);
         MUT(f.t, "x", SET("a", "q", 10, "x10"));  /* the same cell again, unflushed */
         cr_assert_eq(ts_tablet_close(f.t), BT_OK);
         f.t = NULL;
@@ -549,332 +548,10 @@ Test(tablet, delete_order_within_one_mutation)
     MUT(f.t, "d", SET("a", "q", 5, "x"), DEL("a", "q", 5, 6), SET("a", "q", 4, "w"));
     const char *want = "b: a:q@5=y\nc: b:r@1=z\nd: a:q@4=w\n";
     tu_expect_scan(f.t, NULL, want, "memtable");
-    flush(f.t);
+    tu_flush(f.t);
     tu_expect_scan(f.t, NULL, want, "flushed");
-    compact(f.t);
+    tu_compact(f.t);
     tu_expect_scan(f.t, NULL, want, "compacted");
-    tu_finish(&f);
-}
-
-/* ---- GC policies ----------------------------------------------------------------------------- */
-
-Test(tablet, gc_max_versions)
-{
-    tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    cr_assert_eq(ts_schema_add_family(&s, "v", 2, 0), BT_OK);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    for (int ts = 1; ts <= 5; ts++) {
-        char v[8];
-        snprintf(v, sizeof v, "v%d", ts);
-        MUT(f.t, "r", SET("v", "q", ts, v), SET("a", "q", ts, v));
-        if (ts == 3) flush(f.t);
-    }
-    const char *want = "r: a:q@5=v5 a:q@4=v4 a:q@3=v3 a:q@2=v2 a:q@1=v1 v:q@5=v5 v:q@4=v4\n";
-    tu_expect_read(f.t, "r", NULL, want, "read-time GC");
-    ts_read_options o = {.versions = 1};
-    tu_expect_read(f.t, "r", &o, "r: a:q@5=v5 v:q@5=v5\n", "versions=1");
-    ts_read_options ov = {.ts_from = 1, .ts_to = 3};
-    tu_expect_read(f.t, "r", &ov, "r: a:q@2=v2 a:q@1=v1\n", "GC'd versions stay hidden in a time range");
-    flush(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "flushed");
-    compact(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "compacted");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "v"), 2, "major compaction kept GC'd versions");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "a"), 5);
-    tu_reopen(&f);
-    tu_expect_read(f.t, "r", NULL, want, "reopened");
-    MUT(f.t, "r", SET("v", "q", 6, "v6"));
-    tu_expect_read(f.t, "r", &o, "r: a:q@5=v5 v:q@6=v6\n", "new version");
-    ts_column_ref c = {.family = "v", .family_len = 1};
-    ts_read_options oc = {.columns = &c, .n_columns = 1};
-    tu_expect_read(f.t, "r", &oc, "r: v:q@6=v6 v:q@5=v5\n", "two newest");
-    tu_finish(&f);
-}
-
-Test(tablet, gc_max_age_with_fake_clock)
-{
-    tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    cr_assert_eq(ts_schema_add_family(&s, "t", 0, 1000), BT_OK);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    const int64_t now = TU_BASE_NOW;
-    MUT(f.t, "r", SET("t", "q", now - 500, "young"), SET("t", "q", now - 900, "mid"),
-        SET("t", "q", now - 1500, "old"), SET("a", "q", now - 5000, "keep"));
-    char want[256];
-    snprintf(want, sizeof want, "r: a:q@%lld=keep t:q@%lld=young t:q@%lld=mid\n", (long long)(now - 5000),
-             (long long)(now - 500), (long long)(now - 900));
-    tu_expect_read(f.t, "r", NULL, want, "max_age at read time");
-    tu_set_clock(now + 200);
-    snprintf(want, sizeof want, "r: a:q@%lld=keep t:q@%lld=young\n", (long long)(now - 5000),
-             (long long)(now - 500));
-    tu_expect_read(f.t, "r", NULL, want, "clock moved");
-    flush(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "flushed");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 3, "a minor compaction must not GC");
-    compact(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "compacted");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 1, "major compaction kept expired cells");
-    tu_reopen(&f);
-    tu_expect_read(f.t, "r", NULL, want, "reopened");
-    tu_set_clock(now + 1000);
-    snprintf(want, sizeof want, "r: a:q@%lld=keep\n", (long long)(now - 5000));
-    tu_expect_read(f.t, "r", NULL, want, "everything expired");
-    ts_column_ref c = {.family = "t", .family_len = 1};
-    ts_read_options oc = {.columns = &c, .n_columns = 1};
-    tu_expect_read(f.t, "r", &oc, "", "family t empty");
-    compact(f.t);
-    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 0);
-    tu_expect_read(f.t, "r", NULL, want, "compacted again");
-    tu_finish(&f);
-}
-
-Test(tablet, gc_union_and_intersection)
-{
-    tu_fx f;
-    ts_schema s;
-    ts_schema_init(&s);
-    cr_assert_eq(ts_schema_add_family(&s, "i", 1, 1000), BT_OK);
-    cr_assert_eq(ts_schema_add_family(&s, "u", 1, 1000), BT_OK);
-    s.families[ts_schema_find(&s, "i", 1)].gc_intersection = true;
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    const int64_t now = TU_BASE_NOW;
-    const int64_t ages[] = {100, 200, 2000, 3000};
-    for (int k = 3; k >= 0; k--) {
-        char v[16];
-        snprintf(v, sizeof v, "n%lld", (long long)ages[k]);
-        MUT(f.t, "r", SET("i", "q", now - ages[k], v), SET("u", "q", now - ages[k], v));
-        if (k == 2) flush(f.t);
-    }
-    char want[256];
-    snprintf(want, sizeof want, "r: i:q@%lld=n100 i:q@%lld=n200 u:q@%lld=n100\n", (long long)(now - 100),
-             (long long)(now - 200), (long long)(now - 100));
-    tu_expect_read(f.t, "r", NULL, want, "read time");
-    compact(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "compacted");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 2);
-    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 1);
-    tu_reopen(&f);
-    tu_expect_read(f.t, "r", NULL, want, "reopened");
-    cr_assert(ts_tablet_schema(f.t)->families[0].gc_intersection);
-    cr_assert(!ts_tablet_schema(f.t)->families[1].gc_intersection);
-    /* later: the newest version of i is old but within max_versions: kept */
-    tu_set_clock(now + 5000);
-    snprintf(want, sizeof want, "r: i:q@%lld=n100\n", (long long)(now - 100));
-    tu_expect_read(f.t, "r", NULL, want, "clock moved");
-    compact(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "compacted later");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 1);
-    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 0);
-    tu_reopen(&f);
-    tu_expect_read(f.t, "r", NULL, want, "reopened later");
-    tu_finish(&f);
-}
-
-/* ---- filters ------------------------------------------------------------------------------------ */
-
-/* Each of rows r1 r2 r3 s1 holds five cells, in result order:
- *   0 a:c1@2  1 a:c1@1  2 a:c2@1  3 b:c1@3  4 c:x@1      value "<row>.<fam>.<qual>.<ts>" */
-static const struct { const char *fam, *qual; int ts; } FCELLS[5] = {
-    {"a", "c1", 2}, {"a", "c1", 1}, {"a", "c2", 1}, {"b", "c1", 3}, {"c", "x", 1},
-};
-static const char *FROWS[4] = {"r1", "r2", "r3", "s1"};
-
-static void filter_data(ts_tablet *t)
-{
-    for (int r = 0; r < 4; r++) {
-        ts_mutation m[5];
-        char vals[5][32];
-        for (int c = 4; c >= 0; c--) {
-            snprintf(vals[c], sizeof vals[c], "%s.%s.%s.%d", FROWS[r], FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts);
-            m[c] = SET(FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts, vals[c]);
-        }
-        cr_assert_eq(ts_tablet_mutate_row(t, (const uint8_t *)FROWS[r], 2, m, 5), BT_OK);
-        if (r == 1) flush(t);  /* r1 r2 in an SSTable, r3 s1 in the memtable */
-    }
-}
-
-/* The expected text: masks[r] selects the cells of row r (bit c = cell c). */
-static char *fexp(const unsigned masks[4], bool strip)
-{
-    tu_sb b = {0};
-    for (int r = 0; r < 4; r++) {
-        if (!masks[r]) continue;
-        tu_sb_printf(&b, "%s:", FROWS[r]);
-        for (int c = 0; c < 5; c++) {
-            if (!(masks[r] & (1u << c))) continue;
-            char v[32];
-            snprintf(v, sizeof v, "%s.%s.%s.%d", FROWS[r], FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts);
-            tu_sb_cell(&b, FCELLS[c].fam, 1, FCELLS[c].qual, strlen(FCELLS[c].qual), FCELLS[c].ts, v,
-                       strip ? 0 : strlen(v));
-        }
-        tu_sb_printf(&b, "\n");
-    }
-    return tu_sb_take(&b);
-}
-
-#define M4(a, b, c, d) ((const unsigned[4]){(a), (b), (c), (d)})
-#define ALL 0x1fu
-
-static void fcheck(ts_tablet *t, const ts_read_options *o, const unsigned masks[4], bool strip, const char *what)
-{
-    char *want = fexp(masks, strip);
-    tu_expect_scan(t, o, want, what);
-    free(want);
-    /* point reads apply the same column/time/value filters and ignore the row range */
-    if (o->row_limit || o->start_len || o->end_len || o->prefix_len) return;
-    for (int r = 0; r < 4; r++) {
-        unsigned one[4] = {0};
-        one[r] = masks[r];
-        want = fexp(one, strip);
-        tu_expect_read(t, FROWS[r], o, want, what);
-        free(want);
-    }
-}
-
-static void filters_all(ts_tablet *t)
-{
-    ts_read_options o;
-#define RESET() memset(&o, 0, sizeof o)
-    RESET();
-    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "no filter");
-
-    ts_column_ref cols[3] = {
-        {.family = "b", .family_len = 1},
-        {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"c2", .qualifier_len = 2},
-        {.family = "c", .family_len = 1},
-    };
-    RESET(); o.columns = cols; o.n_columns = 1;
-    fcheck(t, &o, M4(8, 8, 8, 8), false, "columns family b");
-    RESET(); o.columns = cols + 1; o.n_columns = 2;
-    fcheck(t, &o, M4(0x14, 0x14, 0x14, 0x14), false, "columns a:c2 + family c");
-    ts_column_ref ac1 = {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"c1", .qualifier_len = 2};
-    RESET(); o.columns = &ac1; o.n_columns = 1;
-    fcheck(t, &o, M4(3, 3, 3, 3), false, "column a:c1");
-    ts_column_ref aempty = {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"", .qualifier_len = 0};
-    RESET(); o.columns = &aempty; o.n_columns = 1;
-    fcheck(t, &o, M4(0, 0, 0, 0), false, "column a: (empty qualifier)");
-
-    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c2"; o.qual_from_len = 2;
-    fcheck(t, &o, M4(4, 4, 4, 4), false, "range a [c2, inf)");
-    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
-    fcheck(t, &o, M4(3, 3, 3, 3), false, "range a [, c2)");
-    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c1"; o.qual_from_len = 2;
-    o.qual_to = (const uint8_t *)"c1\0"; o.qual_to_len = 3;
-    fcheck(t, &o, M4(3, 3, 3, 3), false, "range a [c1, c1\\0)");
-    RESET(); o.range_family = "b"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c0"; o.qual_from_len = 2;
-    o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
-    fcheck(t, &o, M4(8, 8, 8, 8), false, "range b [c0, c2)");
-    RESET(); o.range_family = "a"; o.range_family_len = 1; o.columns = cols; o.n_columns = 2;
-    fcheck(t, &o, M4(4, 4, 4, 4), false, "range a and columns b, a:c2");
-
-    RESET(); o.ts_from = 2; o.ts_to = 3;
-    fcheck(t, &o, M4(1, 1, 1, 1), false, "ts [2,3)");
-    RESET(); o.ts_from = 1; o.ts_to = 2;
-    fcheck(t, &o, M4(0x16, 0x16, 0x16, 0x16), false, "ts [1,2)");
-    RESET(); o.ts_from = 2;
-    fcheck(t, &o, M4(9, 9, 9, 9), false, "ts [2,inf)");
-    RESET(); o.ts_from = 4;
-    fcheck(t, &o, M4(0, 0, 0, 0), false, "ts [4,inf)");
-
-    RESET(); o.versions = 1;
-    fcheck(t, &o, M4(0x1d, 0x1d, 0x1d, 0x1d), false, "versions 1");
-    RESET(); o.versions = 2;
-    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "versions 2");
-    RESET(); o.versions = 1; o.ts_to = 2;
-    fcheck(t, &o, M4(0x16, 0x16, 0x16, 0x16), false, "versions 1 within ts [0,2)");
-
-    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r2"; o.value_from_len = 2;
-    o.value_to = (const uint8_t *)"r3"; o.value_to_len = 2;
-    fcheck(t, &o, M4(0, ALL, 0, 0), false, "value [r2, r3)");
-    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r1.b"; o.value_from_len = 4;
-    o.value_to = (const uint8_t *)"r1.c"; o.value_to_len = 4;
-    fcheck(t, &o, M4(8, 0, 0, 0), false, "value [r1.b, r1.c)");
-    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"s"; o.value_from_len = 1;
-    fcheck(t, &o, M4(0, 0, 0, ALL), false, "value [s, inf)");
-    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r1.a.c1.2"; o.value_from_len = 9;
-    o.value_to = (const uint8_t *)"r1.a.c2"; o.value_to_len = 7;
-    fcheck(t, &o, M4(1, 0, 0, 0), false, "value [r1.a.c1.2, r1.a.c2)");
-
-    RESET(); o.strip_value = true;
-    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), true, "strip_value");
-
-    RESET(); o.cells_per_row = 2;
-    fcheck(t, &o, M4(3, 3, 3, 3), false, "cells_per_row 2");
-    RESET(); o.cells_per_row = 4;
-    fcheck(t, &o, M4(0xf, 0xf, 0xf, 0xf), false, "cells_per_row 4");
-
-    RESET(); o.start_row = (const uint8_t *)"r2"; o.start_len = 2; o.end_row = (const uint8_t *)"s1"; o.end_len = 2;
-    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "rows [r2, s1)");
-    RESET(); o.start_row = (const uint8_t *)"r2"; o.start_len = 2;
-    fcheck(t, &o, M4(0, ALL, ALL, ALL), false, "rows [r2, inf)");
-    RESET(); o.start_row = (const uint8_t *)"r1\0"; o.start_len = 3;
-    fcheck(t, &o, M4(0, ALL, ALL, ALL), false, "rows [r1\\0, inf)");
-    RESET(); o.end_row = (const uint8_t *)"r2"; o.end_len = 2;
-    fcheck(t, &o, M4(ALL, 0, 0, 0), false, "rows [, r2)");
-    RESET(); o.start_row = (const uint8_t *)"s"; o.start_len = 1; o.end_row = (const uint8_t *)"r"; o.end_len = 1;
-    fcheck(t, &o, M4(0, 0, 0, 0), false, "empty row range");
-    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1;
-    fcheck(t, &o, M4(ALL, ALL, ALL, 0), false, "prefix r");
-    RESET(); o.prefix = (const uint8_t *)"s"; o.prefix_len = 1;
-    fcheck(t, &o, M4(0, 0, 0, ALL), false, "prefix s");
-    RESET(); o.prefix = (const uint8_t *)"r2"; o.prefix_len = 2;
-    fcheck(t, &o, M4(0, ALL, 0, 0), false, "prefix r2");
-    RESET(); o.prefix = (const uint8_t *)"r2x"; o.prefix_len = 3;
-    fcheck(t, &o, M4(0, 0, 0, 0), false, "prefix r2x");
-    RESET(); o.prefix = (const uint8_t *)"t"; o.prefix_len = 1;
-    fcheck(t, &o, M4(0, 0, 0, 0), false, "prefix t");
-    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.start_row = (const uint8_t *)"r2"; o.start_len = 2;
-    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "prefix r from r2");
-    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.end_row = (const uint8_t *)"r3"; o.end_len = 2;
-    fcheck(t, &o, M4(ALL, ALL, 0, 0), false, "prefix r to r3");
-    RESET(); o.prefix = (const uint8_t *)"s"; o.prefix_len = 1; o.start_row = (const uint8_t *)"a"; o.start_len = 1;
-    fcheck(t, &o, M4(0, 0, 0, ALL), false, "prefix s from a");
-    RESET(); o.row_limit = 2;
-    fcheck(t, &o, M4(ALL, ALL, 0, 0), false, "row_limit 2");
-    RESET(); o.row_limit = 10;
-    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "row_limit 10");
-    /* rows with no cell left do not count towards row_limit */
-    RESET(); o.row_limit = 2; o.has_value_range = true; o.value_from = (const uint8_t *)"r2"; o.value_from_len = 2;
-    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "row_limit after value filter");
-
-    /* combinations */
-    ts_column_ref fa = {.family = "a", .family_len = 1};
-    RESET(); o.columns = &fa; o.n_columns = 1; o.versions = 1; o.strip_value = true; o.row_limit = 3;
-    fcheck(t, &o, M4(5, 5, 5, 0), true, "family a, 1 version, stripped, 3 rows");
-    RESET(); o.ts_from = 1; o.ts_to = 2; o.versions = 1; o.cells_per_row = 1;
-    fcheck(t, &o, M4(2, 2, 2, 2), false, "ts [1,2), 1 version, 1 cell per row");
-    RESET(); o.columns = &fa; o.n_columns = 1; o.has_value_range = true;
-    o.value_from = (const uint8_t *)"r1.a.c1.2"; o.value_from_len = 9;
-    o.value_to = (const uint8_t *)"r1.a.c2"; o.value_to_len = 7;
-    fcheck(t, &o, M4(1, 0, 0, 0), false, "family a and a value range");
-    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.range_family = "a"; o.range_family_len = 1;
-    o.qual_from = (const uint8_t *)"c1"; o.qual_from_len = 2; o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
-    o.ts_from = 2; o.cells_per_row = 5; o.row_limit = 2; o.strip_value = true;
-    fcheck(t, &o, M4(1, 1, 0, 0), true, "prefix, column range, time, limits");
-    RESET(); o.columns = cols; o.n_columns = 3; o.ts_to = 2; o.start_row = (const uint8_t *)"r3"; o.start_len = 2;
-    fcheck(t, &o, M4(0, 0, 0x14, 0x14), false, "columns, ts, start row");
-#undef RESET
-}
-
-Test(tablet, read_filters)
-{
-    tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    filter_data(f.t);
-    filters_all(f.t);
-    /* point reads ignore the row range fields */
-    ts_read_options o = {.start_row = (const uint8_t *)"z", .start_len = 1, .prefix = (const uint8_t *)"q",
-                         .prefix_len = 1};
-    tu_expect_read(f.t, "r2", &o,
-                   "r2: a:c1@2=r2.a.c1.2 a:c1@1=r2.a.c1.1 a:c2@1=r2.a.c2.1 b:c1@3=r2.b.c1.3 c:x@1=r2.c.x.1\n",
-                   "read_row ignores start/prefix");
-    compact(f.t);
-    filters_all(f.t);
     tu_finish(&f);
 }
 
@@ -957,7 +634,7 @@ Test(tablet, locality_groups)
         MUT(f.t, row, SET("a", "x", 1, va), SET("b", "x", 1, vb), SET("c", "x", 1, vc), SET("d", "x", 1, vd),
             SET("a", "y", 2, va2));
     }
-    flush(f.t);
+    tu_flush(f.t);
     tu_sst_stat st;
     tu_sst_scan(f.tdir, &st);
     cr_assert_eq(st.files, 2, "one SSTable per locality group");
@@ -973,7 +650,7 @@ Test(tablet, locality_groups)
         snprintf(va, sizeof va, "a%d", i);
         MUT(f.t, row, SET("a", "x", 1, va));
     }
-    flush(f.t);
+    tu_flush(f.t);
     ts_tablet_stats ts;
     ts_tablet_get_stats(f.t, &ts);
     cr_assert_eq(ts.n_sstables, 3);
@@ -987,11 +664,11 @@ Test(tablet, locality_groups)
         MUT(f.t, row, DELROW());
     }
     groups_check(f.t, n, extra, some_dead);
-    flush(f.t);
+    tu_flush(f.t);
     ts_tablet_get_stats(f.t, &ts);
     cr_assert_eq(ts.n_sstables, 5, "row markers go to every group");
     groups_check(f.t, n, extra, some_dead);
-    compact(f.t);
+    tu_compact(f.t);
     ts_tablet_get_stats(f.t, &ts);
     cr_assert_eq(ts.n_sstables, 2);
     tu_sst_scan(f.tdir, &st);
@@ -1157,7 +834,7 @@ Test(tablet, merging_compaction_of_newer_sstables_keeps_markers)
     tu_create(&f, &s, NULL, NULL);
     const int n = 400, vlen = 1000;
     fill_rows(f.t, 0, n, vlen, "big");
-    flush(f.t);
+    tu_flush(f.t);
     /* small SSTables of markers over the big one */
     for (int k = 0; k < 4; k++) {
         if (k == 3) {
@@ -1176,7 +853,7 @@ Test(tablet, merging_compaction_of_newer_sstables_keeps_markers)
             if (k == 1) MUT(f.t, row, DELFAM("b"));
             if (k == 2) MUT(f.t, row, DEL("a", "v", 0, 0));
         }
-        flush(f.t);
+        tu_flush(f.t);
     }
     check_partial(f.t, n, vlen, "before merging");
     cr_assert_eq(ts_tablet_wait_idle(f.t), BT_OK);
@@ -1193,7 +870,7 @@ Test(tablet, merging_compaction_of_newer_sstables_keeps_markers)
     check_partial(f.t, n, vlen, "after a merging compaction");
     tu_reopen(&f);
     check_partial(f.t, n, vlen, "reopened");
-    compact(f.t);
+    tu_compact(f.t);
     tu_sst_scan(f.tdir, &ss);
     cr_assert_eq(ss.files, 1);
     cr_assert_eq(ss.markers, 0);
@@ -1221,7 +898,7 @@ Test(tablet, major_compaction_leaves_one_sstable_per_group)
     ts_tablet_stats st;
     ts_tablet_get_stats(f.t, &st);
     cr_assert_gt(st.n_sstables, 2);
-    compact(f.t);
+    tu_compact(f.t);
     ts_tablet_get_stats(f.t, &st);
     cr_assert_eq(st.n_sstables, 2);
     tu_sst_stat ss;
@@ -1282,9 +959,9 @@ Test(tablet, split_at_explicit_row)
     tu_start(&f, &s, TS_DURABILITY_NONE);
     const int n = 400, vlen = 100;
     fill_rows(f.t, 0, 150, vlen, "v");
-    flush(f.t);
+    tu_flush(f.t);
     fill_rows(f.t, 150, 300, vlen, "v");
-    flush(f.t);
+    tu_flush(f.t);
     fill_rows(f.t, 300, n, vlen, "v");  /* memtable: split flushes it */
     MUT(f.t, "row00010", DELROW());
     MUT(f.t, "row00010", SET("a", "v", 0, "x"));
@@ -1340,7 +1017,7 @@ Test(tablet, split_at_explicit_row)
     check_child(R, 200, n, n, vlen, "v");
 
     /* a child's compaction rewrites its half; the sibling still reads the inherited files */
-    compact(L);
+    tu_compact(L);
     tu_sst_stat st;
     tu_sst_scan(dl, &st);
     cr_assert_eq(st.files, 1);
@@ -1349,7 +1026,7 @@ Test(tablet, split_at_explicit_row)
     cr_assert_geq(st.files, 2, "parent files were deleted");
     check_child(R, 200, n, n, vlen, "v");
     check_child(L, 0, 200, n, vlen, "v");
-    compact(R);
+    tu_compact(R);
     tu_sst_scan(dr, &st);
     cr_assert_eq(st.puts, 2 * 200);
     check_child(R, 200, n, n, vlen, "v");
@@ -1395,7 +1072,7 @@ Test(tablet, split_at_middle_from_indexes)
     cr_assert_eq(rc, BT_OK, "second split: %s", bt_errmsg());
     check_child(LL, 0, 100, n, vlen, "m");
     check_child(LR, 100, mid, n, vlen, "m");
-    compact(LR);
+    tu_compact(LR);
     check_child(LR, 100, mid, n, vlen, "m");
     check_child(R, mid, n, n, vlen, "m");
     cr_assert_eq(ts_tablet_close(LL), BT_OK);
@@ -1416,7 +1093,7 @@ Test(tablet, set_schema_adds_a_family)
     MUT(f.t, "r", SET("a", "q", 1, "x"));
     ts_mutation m = SET("n", "q", 1, "y");
     EXPECT_ERR(ts_tablet_mutate_row(f.t, (const uint8_t *)"r", 1, &m, 1), BT_ENOTFOUND);
-    flush(f.t);
+    tu_flush(f.t);
     ts_schema s2 = s;
     cr_assert_eq(ts_schema_add_family(&s2, "n", 3, 0), BT_OK);
     cr_assert_eq(ts_tablet_set_schema(f.t, &s2), BT_OK, "%s", bt_errmsg());
@@ -1446,7 +1123,7 @@ Test(tablet, damaged_manifest_is_corruption)
     tu_schema_abc(&s);
     tu_start(&f, &s, TS_DURABILITY_NONE);
     MUT(f.t, "r", SET("a", "q", 1, "x"));
-    flush(f.t);
+    tu_flush(f.t);
     cr_assert_eq(ts_tablet_close(f.t), BT_OK);
     f.t = NULL;
     char path[256];

@@ -1,4 +1,6 @@
-/* tests/unit/test_tablet_model.c: the tablet engine against a reference model.
+/* tests/unit/test_tablet_model.c: the tablet engine's reads: GC policies,
+ * read filters (hand-written expectations), and the engine against a
+ * reference model.
  *
  * The model keeps, per column, every put (timestamp, sequence, value) and
  * every DeleteCells range with its sequence, and per row / row+family the
@@ -17,6 +19,330 @@
  * after every phase.
  */
 #include "tablet_testutil.h"
+
+/* ---- GC policies ----------------------------------------------------------------------------- */
+
+Test(tablet_reads, gc_max_versions)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "v", 2, 0), BT_OK);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    for (int ts = 1; ts <= 5; ts++) {
+        char v[8];
+        snprintf(v, sizeof v, "v%d", ts);
+        MUT(f.t, "r", SET("v", "q", ts, v), SET("a", "q", ts, v));
+        if (ts == 3) tu_flush(f.t);
+    }
+    const char *want = "r: a:q@5=v5 a:q@4=v4 a:q@3=v3 a:q@2=v2 a:q@1=v1 v:q@5=v5 v:q@4=v4\n";
+    tu_expect_read(f.t, "r", NULL, want, "read-time GC");
+    ts_read_options o = {.versions = 1};
+    tu_expect_read(f.t, "r", &o, "r: a:q@5=v5 v:q@5=v5\n", "versions=1");
+    ts_read_options ov = {.ts_from = 1, .ts_to = 3};
+    tu_expect_read(f.t, "r", &ov, "r: a:q@2=v2 a:q@1=v1\n", "GC'd versions stay hidden in a time range");
+    tu_flush(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "flushed");
+    tu_compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "v"), 2, "major compaction kept GC'd versions");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "a"), 5);
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    MUT(f.t, "r", SET("v", "q", 6, "v6"));
+    tu_expect_read(f.t, "r", &o, "r: a:q@5=v5 v:q@6=v6\n", "new version");
+    ts_column_ref c = {.family = "v", .family_len = 1};
+    ts_read_options oc = {.columns = &c, .n_columns = 1};
+    tu_expect_read(f.t, "r", &oc, "r: v:q@6=v6 v:q@5=v5\n", "two newest");
+    tu_finish(&f);
+}
+
+Test(tablet_reads, gc_max_age_with_fake_clock)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "t", 0, 1000), BT_OK);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int64_t now = TU_BASE_NOW;
+    MUT(f.t, "r", SET("t", "q", now - 500, "young"), SET("t", "q", now - 900, "mid"),
+        SET("t", "q", now - 1500, "old"), SET("a", "q", now - 5000, "keep"));
+    char want[256];
+    snprintf(want, sizeof want, "r: a:q@%lld=keep t:q@%lld=young t:q@%lld=mid\n", (long long)(now - 5000),
+             (long long)(now - 500), (long long)(now - 900));
+    tu_expect_read(f.t, "r", NULL, want, "max_age at read time");
+    tu_set_clock(now + 200);
+    snprintf(want, sizeof want, "r: a:q@%lld=keep t:q@%lld=young\n", (long long)(now - 5000),
+             (long long)(now - 500));
+    tu_expect_read(f.t, "r", NULL, want, "clock moved");
+    tu_flush(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "flushed");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 3, "a minor compaction must not GC");
+    tu_compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 1, "major compaction kept expired cells");
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    tu_set_clock(now + 1000);
+    snprintf(want, sizeof want, "r: a:q@%lld=keep\n", (long long)(now - 5000));
+    tu_expect_read(f.t, "r", NULL, want, "everything expired");
+    ts_column_ref c = {.family = "t", .family_len = 1};
+    ts_read_options oc = {.columns = &c, .n_columns = 1};
+    tu_expect_read(f.t, "r", &oc, "", "family t empty");
+    tu_compact(f.t);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "t"), 0);
+    tu_expect_read(f.t, "r", NULL, want, "compacted again");
+    tu_finish(&f);
+}
+
+Test(tablet_reads, gc_union_and_intersection)
+{
+    tu_fx f;
+    ts_schema s;
+    ts_schema_init(&s);
+    cr_assert_eq(ts_schema_add_family(&s, "i", 1, 1000), BT_OK);
+    cr_assert_eq(ts_schema_add_family(&s, "u", 1, 1000), BT_OK);
+    s.families[ts_schema_find(&s, "i", 1)].gc_intersection = true;
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    const int64_t now = TU_BASE_NOW;
+    const int64_t ages[] = {100, 200, 2000, 3000};
+    for (int k = 3; k >= 0; k--) {
+        char v[16];
+        snprintf(v, sizeof v, "n%lld", (long long)ages[k]);
+        MUT(f.t, "r", SET("i", "q", now - ages[k], v), SET("u", "q", now - ages[k], v));
+        if (k == 2) tu_flush(f.t);
+    }
+    char want[256];
+    snprintf(want, sizeof want, "r: i:q@%lld=n100 i:q@%lld=n200 u:q@%lld=n100\n", (long long)(now - 100),
+             (long long)(now - 200), (long long)(now - 100));
+    tu_expect_read(f.t, "r", NULL, want, "read time");
+    tu_compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 2);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 1);
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    cr_assert(ts_tablet_schema(f.t)->families[0].gc_intersection);
+    cr_assert(!ts_tablet_schema(f.t)->families[1].gc_intersection);
+    /* later: the newest version of i is old but within max_versions: kept */
+    tu_set_clock(now + 5000);
+    snprintf(want, sizeof want, "r: i:q@%lld=n100\n", (long long)(now - 100));
+    tu_expect_read(f.t, "r", NULL, want, "clock moved");
+    tu_compact(f.t);
+    tu_expect_read(f.t, "r", NULL, want, "compacted later");
+    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 1);
+    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 0);
+    tu_reopen(&f);
+    tu_expect_read(f.t, "r", NULL, want, "reopened later");
+    tu_finish(&f);
+}
+
+/* ---- filters ------------------------------------------------------------------------------------ */
+
+/* Each of rows r1 r2 r3 s1 holds five cells, in result order:
+ *   0 a:c1@2  1 a:c1@1  2 a:c2@1  3 b:c1@3  4 c:x@1      value "<row>.<fam>.<qual>.<ts>" */
+static const struct { const char *fam, *qual; int ts; } FCELLS[5] = {
+    {"a", "c1", 2}, {"a", "c1", 1}, {"a", "c2", 1}, {"b", "c1", 3}, {"c", "x", 1},
+};
+static const char *FROWS[4] = {"r1", "r2", "r3", "s1"};
+
+static void filter_data(ts_tablet *t)
+{
+    for (int r = 0; r < 4; r++) {
+        ts_mutation m[5];
+        char vals[5][32];
+        for (int c = 4; c >= 0; c--) {
+            snprintf(vals[c], sizeof vals[c], "%s.%s.%s.%d", FROWS[r], FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts);
+            m[c] = SET(FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts, vals[c]);
+        }
+        cr_assert_eq(ts_tablet_mutate_row(t, (const uint8_t *)FROWS[r], 2, m, 5), BT_OK);
+        if (r == 1) tu_flush(t);  /* r1 r2 in an SSTable, r3 s1 in the memtable */
+    }
+}
+
+/* The expected text: masks[r] selects the cells of row r (bit c = cell c). */
+static char *fexp(const unsigned masks[4], bool strip)
+{
+    tu_sb b = {0};
+    for (int r = 0; r < 4; r++) {
+        if (!masks[r]) continue;
+        tu_sb_printf(&b, "%s:", FROWS[r]);
+        for (int c = 0; c < 5; c++) {
+            if (!(masks[r] & (1u << c))) continue;
+            char v[32];
+            snprintf(v, sizeof v, "%s.%s.%s.%d", FROWS[r], FCELLS[c].fam, FCELLS[c].qual, FCELLS[c].ts);
+            tu_sb_cell(&b, FCELLS[c].fam, 1, FCELLS[c].qual, strlen(FCELLS[c].qual), FCELLS[c].ts, v,
+                       strip ? 0 : strlen(v));
+        }
+        tu_sb_printf(&b, "\n");
+    }
+    return tu_sb_take(&b);
+}
+
+#define M4(a, b, c, d) ((const unsigned[4]){(a), (b), (c), (d)})
+#define ALL 0x1fu
+
+static void fcheck(ts_tablet *t, const ts_read_options *o, const unsigned masks[4], bool strip, const char *what)
+{
+    char *want = fexp(masks, strip);
+    tu_expect_scan(t, o, want, what);
+    free(want);
+    /* point reads apply the same column/time/value filters and ignore the row range */
+    if (o->row_limit || o->start_len || o->end_len || o->prefix_len) return;
+    for (int r = 0; r < 4; r++) {
+        unsigned one[4] = {0};
+        one[r] = masks[r];
+        want = fexp(one, strip);
+        tu_expect_read(t, FROWS[r], o, want, what);
+        free(want);
+    }
+}
+
+static void filters_all(ts_tablet *t)
+{
+    ts_read_options o;
+#define RESET() memset(&o, 0, sizeof o)
+    RESET();
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "no filter");
+
+    ts_column_ref cols[3] = {
+        {.family = "b", .family_len = 1},
+        {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"c2", .qualifier_len = 2},
+        {.family = "c", .family_len = 1},
+    };
+    RESET(); o.columns = cols; o.n_columns = 1;
+    fcheck(t, &o, M4(8, 8, 8, 8), false, "columns family b");
+    RESET(); o.columns = cols + 1; o.n_columns = 2;
+    fcheck(t, &o, M4(0x14, 0x14, 0x14, 0x14), false, "columns a:c2 + family c");
+    ts_column_ref ac1 = {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"c1", .qualifier_len = 2};
+    RESET(); o.columns = &ac1; o.n_columns = 1;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "column a:c1");
+    ts_column_ref aempty = {.family = "a", .family_len = 1, .qualifier = (const uint8_t *)"", .qualifier_len = 0};
+    RESET(); o.columns = &aempty; o.n_columns = 1;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "column a: (empty qualifier)");
+
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c2"; o.qual_from_len = 2;
+    fcheck(t, &o, M4(4, 4, 4, 4), false, "range a [c2, inf)");
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "range a [, c2)");
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c1"; o.qual_from_len = 2;
+    o.qual_to = (const uint8_t *)"c1\0"; o.qual_to_len = 3;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "range a [c1, c1\\0)");
+    RESET(); o.range_family = "b"; o.range_family_len = 1; o.qual_from = (const uint8_t *)"c0"; o.qual_from_len = 2;
+    o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
+    fcheck(t, &o, M4(8, 8, 8, 8), false, "range b [c0, c2)");
+    RESET(); o.range_family = "a"; o.range_family_len = 1; o.columns = cols; o.n_columns = 2;
+    fcheck(t, &o, M4(4, 4, 4, 4), false, "range a and columns b, a:c2");
+
+    RESET(); o.ts_from = 2; o.ts_to = 3;
+    fcheck(t, &o, M4(1, 1, 1, 1), false, "ts [2,3)");
+    RESET(); o.ts_from = 1; o.ts_to = 2;
+    fcheck(t, &o, M4(0x16, 0x16, 0x16, 0x16), false, "ts [1,2)");
+    RESET(); o.ts_from = 2;
+    fcheck(t, &o, M4(9, 9, 9, 9), false, "ts [2,inf)");
+    RESET(); o.ts_from = 4;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "ts [4,inf)");
+
+    RESET(); o.versions = 1;
+    fcheck(t, &o, M4(0x1d, 0x1d, 0x1d, 0x1d), false, "versions 1");
+    RESET(); o.versions = 2;
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "versions 2");
+    RESET(); o.versions = 1; o.ts_to = 2;
+    fcheck(t, &o, M4(0x16, 0x16, 0x16, 0x16), false, "versions 1 within ts [0,2)");
+
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r2"; o.value_from_len = 2;
+    o.value_to = (const uint8_t *)"r3"; o.value_to_len = 2;
+    fcheck(t, &o, M4(0, ALL, 0, 0), false, "value [r2, r3)");
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r1.b"; o.value_from_len = 4;
+    o.value_to = (const uint8_t *)"r1.c"; o.value_to_len = 4;
+    fcheck(t, &o, M4(8, 0, 0, 0), false, "value [r1.b, r1.c)");
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"s"; o.value_from_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, ALL), false, "value [s, inf)");
+    RESET(); o.has_value_range = true; o.value_from = (const uint8_t *)"r1.a.c1.2"; o.value_from_len = 9;
+    o.value_to = (const uint8_t *)"r1.a.c2"; o.value_to_len = 7;
+    fcheck(t, &o, M4(1, 0, 0, 0), false, "value [r1.a.c1.2, r1.a.c2)");
+
+    RESET(); o.strip_value = true;
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), true, "strip_value");
+
+    RESET(); o.cells_per_row = 2;
+    fcheck(t, &o, M4(3, 3, 3, 3), false, "cells_per_row 2");
+    RESET(); o.cells_per_row = 4;
+    fcheck(t, &o, M4(0xf, 0xf, 0xf, 0xf), false, "cells_per_row 4");
+
+    RESET(); o.start_row = (const uint8_t *)"r2"; o.start_len = 2; o.end_row = (const uint8_t *)"s1"; o.end_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "rows [r2, s1)");
+    RESET(); o.start_row = (const uint8_t *)"r2"; o.start_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, ALL), false, "rows [r2, inf)");
+    RESET(); o.start_row = (const uint8_t *)"r1\0"; o.start_len = 3;
+    fcheck(t, &o, M4(0, ALL, ALL, ALL), false, "rows [r1\\0, inf)");
+    RESET(); o.end_row = (const uint8_t *)"r2"; o.end_len = 2;
+    fcheck(t, &o, M4(ALL, 0, 0, 0), false, "rows [, r2)");
+    RESET(); o.start_row = (const uint8_t *)"s"; o.start_len = 1; o.end_row = (const uint8_t *)"r"; o.end_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "empty row range");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1;
+    fcheck(t, &o, M4(ALL, ALL, ALL, 0), false, "prefix r");
+    RESET(); o.prefix = (const uint8_t *)"s"; o.prefix_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, ALL), false, "prefix s");
+    RESET(); o.prefix = (const uint8_t *)"r2"; o.prefix_len = 2;
+    fcheck(t, &o, M4(0, ALL, 0, 0), false, "prefix r2");
+    RESET(); o.prefix = (const uint8_t *)"r2x"; o.prefix_len = 3;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "prefix r2x");
+    RESET(); o.prefix = (const uint8_t *)"t"; o.prefix_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, 0), false, "prefix t");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.start_row = (const uint8_t *)"r2"; o.start_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "prefix r from r2");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.end_row = (const uint8_t *)"r3"; o.end_len = 2;
+    fcheck(t, &o, M4(ALL, ALL, 0, 0), false, "prefix r to r3");
+    RESET(); o.prefix = (const uint8_t *)"s"; o.prefix_len = 1; o.start_row = (const uint8_t *)"a"; o.start_len = 1;
+    fcheck(t, &o, M4(0, 0, 0, ALL), false, "prefix s from a");
+    RESET(); o.row_limit = 2;
+    fcheck(t, &o, M4(ALL, ALL, 0, 0), false, "row_limit 2");
+    RESET(); o.row_limit = 10;
+    fcheck(t, &o, M4(ALL, ALL, ALL, ALL), false, "row_limit 10");
+    /* rows with no cell left do not count towards row_limit */
+    RESET(); o.row_limit = 2; o.has_value_range = true; o.value_from = (const uint8_t *)"r2"; o.value_from_len = 2;
+    fcheck(t, &o, M4(0, ALL, ALL, 0), false, "row_limit after value filter");
+
+    /* combinations */
+    ts_column_ref fa = {.family = "a", .family_len = 1};
+    RESET(); o.columns = &fa; o.n_columns = 1; o.versions = 1; o.strip_value = true; o.row_limit = 3;
+    fcheck(t, &o, M4(5, 5, 5, 0), true, "family a, 1 version, stripped, 3 rows");
+    RESET(); o.ts_from = 1; o.ts_to = 2; o.versions = 1; o.cells_per_row = 1;
+    fcheck(t, &o, M4(2, 2, 2, 2), false, "ts [1,2), 1 version, 1 cell per row");
+    RESET(); o.columns = &fa; o.n_columns = 1; o.has_value_range = true;
+    o.value_from = (const uint8_t *)"r1.a.c1.2"; o.value_from_len = 9;
+    o.value_to = (const uint8_t *)"r1.a.c2"; o.value_to_len = 7;
+    fcheck(t, &o, M4(1, 0, 0, 0), false, "family a and a value range");
+    RESET(); o.prefix = (const uint8_t *)"r"; o.prefix_len = 1; o.range_family = "a"; o.range_family_len = 1;
+    o.qual_from = (const uint8_t *)"c1"; o.qual_from_len = 2; o.qual_to = (const uint8_t *)"c2"; o.qual_to_len = 2;
+    o.ts_from = 2; o.cells_per_row = 5; o.row_limit = 2; o.strip_value = true;
+    fcheck(t, &o, M4(1, 1, 0, 0), true, "prefix, column range, time, limits");
+    RESET(); o.columns = cols; o.n_columns = 3; o.ts_to = 2; o.start_row = (const uint8_t *)"r3"; o.start_len = 2;
+    fcheck(t, &o, M4(0, 0, 0x14, 0x14), false, "columns, ts, start row");
+#undef RESET
+}
+
+Test(tablet_reads, read_filters)
+{
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(&f, &s, TS_DURABILITY_NONE);
+    filter_data(f.t);
+    filters_all(f.t);
+    /* point reads ignore the row range fields */
+    ts_read_options o = {.start_row = (const uint8_t *)"z", .start_len = 1, .prefix = (const uint8_t *)"q",
+                         .prefix_len = 1};
+    tu_expect_read(f.t, "r2", &o,
+                   "r2: a:c1@2=r2.a.c1.2 a:c1@1=r2.a.c1.1 a:c2@1=r2.a.c2.1 b:c1@3=r2.b.c1.3 c:x@1=r2.c.x.1\n",
+                   "read_row ignores start/prefix");
+    tu_compact(f.t);
+    filters_all(f.t);
+    tu_finish(&f);
+}
+
+/* ---- the reference model ------------------------------------------------------------------ */
 
 #define MF 3
 #define MQ 4
