@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -132,9 +133,18 @@ static int px_open_writable(bt_env *e, const char *path, int mode, bt_wfile **ou
 
 /* ---- readable files ------------------------------------------------------- */
 
+/* Files of at least MAP_MIN bytes are also mapped read-only at open (SSTables,
+ * mostly): a read inside the mapping is a memcpy instead of a pread system
+ * call.  Bytes past the size seen at open (a file still being appended) are
+ * read with pread.  Callers never truncate a file they have open for reading
+ * (SSTables are immutable), which is what makes the mapping safe. */
+#define MAP_MIN (64 * 1024)
+
 struct posix_rfile {
     bt_rfile base;
     int fd;
+    const uint8_t *map;
+    size_t map_len;
     char path[];
 };
 
@@ -146,6 +156,10 @@ static int pr_read_at(bt_rfile *rf, uint64_t off, size_t n, void *buf, size_t *g
     if (off > (uint64_t)INT64_MAX || n > (uint64_t)INT64_MAX - off)
         return bt_err(BT_EINVAL, "pread %s: offset %llu out of range", f->path,
                       (unsigned long long)off);
+    if (off < f->map_len) {
+        done = f->map_len - (size_t)off < n ? f->map_len - (size_t)off : n;
+        memcpy(buf, f->map + off, done);
+    }
     /* pread may return less than asked before EOF; only 0 means EOF. */
     while (done < n) {
         ssize_t r = pread(f->fd, (uint8_t *)buf + done, n - done, (off_t)(off + done));
@@ -164,6 +178,7 @@ static int pr_close(bt_rfile *rf)
 {
     struct posix_rfile *f = (struct posix_rfile *)rf;
     int rc = BT_OK;
+    if (f->map) munmap((void *)f->map, f->map_len);
     if (close(f->fd) != 0 && errno != EINTR) rc = sys_err("close", f->path);
     free(f);
     return rc;
@@ -183,6 +198,16 @@ static int px_open_readable(bt_env *e, const char *path, bt_rfile **out)
         int rc = sys_err("open", path);
         free(f);
         return rc;
+    }
+    f->map = NULL;
+    f->map_len = 0;
+    struct stat st;
+    if (fstat(f->fd, &st) == 0 && st.st_size >= MAP_MIN && (uint64_t)st.st_size <= SIZE_MAX) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, f->fd, 0);
+        if (m != MAP_FAILED) {   /* no mapping is fine: pread does it all */
+            f->map = m;
+            f->map_len = (size_t)st.st_size;
+        }
     }
     f->base.ops = &posix_rfile_ops;
     *out = &f->base;

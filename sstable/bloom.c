@@ -1,8 +1,7 @@
 /* sstable/bloom.c: bloom filter builder and probe (see bloom.h).
  *
- * Double hashing (probe i at h1 + i*h2 mod nbits) gives k well-spread probes
- * from a single XXH3 pass over the item, which matters because a point read
- * probes the filter of every table it might touch.
+ * One XXH3 pass over the item gives all k probes: the high half picks a
+ * 64-byte block, double hashing of the low half picks bits inside it.
  */
 #include "sstable/bloom.h"
 
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <xxhash.h>
 
-#define MIN_FILTER_BYTES 8
 #define MAX_K 30
 
 int sst_bloom_k(int bits_per_key)
@@ -53,23 +51,38 @@ int sst_bloom_builder_add(sst_bloom_builder *b, const uint8_t *p, size_t n)
     return BT_OK;
 }
 
-/* Probe i of hash h is bit (h1 + i*h2) mod nbits, h1/h2 the low/high halves.
- * The sum stays below 31 * 2^32, so 64-bit arithmetic never wraps. */
-static inline void set_bits(uint8_t *bits, uint64_t nbits, int k, uint64_t h)
+/* Cache-blocked layout: the bit array is split into 512-bit (64-byte)
+ * blocks; an item's k probes all fall in one block, chosen by the hash's high
+ * half, and are spread inside it by double hashing the low half.  A probe of
+ * a table then costs one cache miss instead of k, which matters because a
+ * point read tests the filter of every table that may hold the row.  The
+ * price is a slightly higher false-positive rate (about 1.1% instead of 0.8%
+ * at 10 bits per key). */
+#define BLOCK_BITS 512
+#define BLOCK_BYTES (BLOCK_BITS / 8)
+
+static inline const uint8_t *block_of(const uint8_t *bits, uint64_t nblocks, uint64_t h)
 {
-    uint64_t x = (uint32_t)h, step = h >> 32;
+    return bits + ((h >> 32) * nblocks >> 32) * BLOCK_BYTES;
+}
+
+static inline void set_bits(uint8_t *bits, uint64_t nblocks, int k, uint64_t h)
+{
+    uint8_t *blk = (uint8_t *)block_of(bits, nblocks, h);
+    uint32_t x = (uint32_t)h, step = (x >> 17) | (x << 15) | 1;
     for (int i = 0; i < k; i++, x += step) {
-        uint64_t bit = x % nbits;
-        bits[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+        uint32_t bit = x & (BLOCK_BITS - 1);
+        blk[bit >> 3] |= (uint8_t)(1u << (bit & 7));
     }
 }
 
-static inline bool test_bits(const uint8_t *bits, uint64_t nbits, int k, uint64_t h)
+static inline bool test_bits(const uint8_t *bits, uint64_t nblocks, int k, uint64_t h)
 {
-    uint64_t x = (uint32_t)h, step = h >> 32;
+    const uint8_t *blk = block_of(bits, nblocks, h);
+    uint32_t x = (uint32_t)h, step = (x >> 17) | (x << 15) | 1;
     for (int i = 0; i < k; i++, x += step) {
-        uint64_t bit = x % nbits;
-        if (!(bits[bit >> 3] & (1u << (bit & 7)))) return false;
+        uint32_t bit = x & (BLOCK_BITS - 1);
+        if (!(blk[bit >> 3] & (1u << (bit & 7)))) return false;
     }
     return true;
 }
@@ -77,14 +90,15 @@ static inline bool test_bits(const uint8_t *bits, uint64_t nbits, int k, uint64_
 int sst_bloom_builder_finish(sst_bloom_builder *b, bt_buf *out)
 {
     uint64_t nbits = (uint64_t)b->n * (uint64_t)(b->bits_per_key > 0 ? b->bits_per_key : 1);
-    size_t nbytes = (size_t)((nbits + 7) / 8);
-    if (nbytes < MIN_FILTER_BYTES) nbytes = MIN_FILTER_BYTES;
-    nbits = (uint64_t)nbytes * 8;
+    uint64_t nblocks = (nbits + BLOCK_BITS - 1) / BLOCK_BITS;
+    if (nblocks == 0) nblocks = 1;
+    if (nblocks > UINT32_MAX) nblocks = UINT32_MAX;
+    size_t nbytes = (size_t)nblocks * BLOCK_BYTES;
     int k = sst_bloom_k(b->bits_per_key);
     if (bt_buf_reserve(out, nbytes + 1)) return BT_ENOMEM;
     uint8_t *bits = out->data + out->len;
     memset(bits, 0, nbytes);
-    for (size_t i = 0; i < b->n; i++) set_bits(bits, nbits, k, b->hashes[i]);
+    for (size_t i = 0; i < b->n; i++) set_bits(bits, nblocks, k, b->hashes[i]);
     bits[nbytes] = (uint8_t)k;
     out->len += nbytes + 1;
     return BT_OK;
@@ -93,13 +107,13 @@ int sst_bloom_builder_finish(sst_bloom_builder *b, bt_buf *out)
 int sst_bloom_parse(sst_bloom *f, const uint8_t *data, size_t n)
 {
     memset(f, 0, sizeof *f);
-    if (n < MIN_FILTER_BYTES + 1)
-        return bt_err(BT_ECORRUPT, "filter block of %zu bytes is too short", n);
+    if (n < BLOCK_BYTES + 1 || (n - 1) % BLOCK_BYTES != 0)
+        return bt_err(BT_ECORRUPT, "filter block of %zu bytes is not k + 64-byte blocks", n);
     int k = data[n - 1];
     if (k < 1 || k > MAX_K)
         return bt_err(BT_ECORRUPT, "filter block: probe count %d outside 1..%d", k, MAX_K);
     f->bits = data;
-    f->nbits = (uint64_t)(n - 1) * 8;
+    f->nblocks = (uint64_t)(n - 1) / BLOCK_BYTES;
     f->k = k;
     return BT_OK;
 }
@@ -107,5 +121,5 @@ int sst_bloom_parse(sst_bloom *f, const uint8_t *data, size_t n)
 bool sst_bloom_may_contain(const sst_bloom *f, const uint8_t *p, size_t n)
 {
     if (!f->bits) return true;
-    return test_bits(f->bits, f->nbits, f->k, XXH3_64bits(p, n));
+    return test_bits(f->bits, f->nblocks, f->k, XXH3_64bits(p, n));
 }

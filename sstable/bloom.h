@@ -1,13 +1,14 @@
 /* sstable/bloom.h: the per-table bloom filter (docs/formats.md, "Filter block").
  *
  * One filter covers a whole SSTable.  Each added item (a key prefix chosen by
- * sst_options.filter_prefix) is hashed once with XXH3_64bits; the k probe
- * positions come from double hashing the two 32-bit halves of that hash.
+ * sst_options.filter_prefix) is hashed once with XXH3_64bits; the high 32
+ * bits choose one 512-bit block, and the k probe positions inside that block
+ * come from double hashing the low 32 bits (one cache miss per probe).
  * The builder keeps only the 64-bit hashes, so memory is 8 bytes per distinct
  * prefix until finish.
  *
- * Block contents: bit array (nbytes >= 8, bit i is byte i/8, mask 1 << i%8)
- * followed by one byte k (1..30).
+ * Block contents: bit array of nblocks x 64 bytes (bit i of a block is byte
+ * i/8, mask 1 << i%8) followed by one byte k (1..30).
  */
 #ifndef BT_SSTABLE_BLOOM_H
 #define BT_SSTABLE_BLOOM_H
@@ -40,7 +41,7 @@ int sst_bloom_k(int bits_per_key);
 
 typedef struct sst_bloom {
     const uint8_t *bits;  /* borrowed from the block contents */
-    uint64_t nbits;
+    uint64_t nblocks;     /* 64-byte blocks */
     int k;
 } sst_bloom;
 

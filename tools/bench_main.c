@@ -66,6 +66,7 @@ typedef struct config {
     uint64_t n;
     const char *dir;
     uint64_t cache_mb;
+    uint64_t memtable_mb;       /* tablet only; 0 = engine default */
     uint64_t value_size;
     ts_durability durability;
     uint64_t seed;
@@ -258,6 +259,7 @@ static int tab_open_engine(bench *b, bool sync)
     o.log_dir = log_dir;
     o.durability = sync ? TS_DURABILITY_SYNC : b->cfg->durability;
     o.block_cache_bytes = (size_t)(b->cfg->cache_mb << 20);
+    o.memtable_bytes = (size_t)(b->cfg->memtable_mb << 20);
     int rc = ts_engine_open(&o, &b->tab.engine);
     if (rc != BT_OK)
         return tab_fail(b, "ts_engine_open", rc);
@@ -649,6 +651,7 @@ static void usage(FILE *f)
         "  --n N             number of keys and operations (required, >= 1)\n"
         "  --dir DIR         data directory; DIR/<engine> is wiped per fresh fill (required)\n"
         "  --cache-mb M      block cache size in MiB (default 8)\n"
+        "  --memtable-mb M   tablet engine: memtable flush threshold in MiB (default: the engine's)\n"
         "  --value-size B    value size in bytes (default 100)\n"
         "  --durability D    tablet commit log mode: sync|group|none (default group)\n"
         "  --workloads LIST  comma-separated, run in order (default\n"
@@ -735,6 +738,8 @@ static void set_option(config *c, const char *flag, const char *val)
         c->dir = val;
     } else if (strcmp(flag, "--cache-mb") == 0) {
         c->cache_mb = parse_num(flag, val, 1, 1u << 20);
+    } else if (strcmp(flag, "--memtable-mb") == 0) {
+        c->memtable_mb = parse_num(flag, val, 1, 1u << 16);
     } else if (strcmp(flag, "--value-size") == 0) {
         c->value_size = parse_num(flag, val, 0, TS_MAX_VALUE);
     } else if (strcmp(flag, "--durability") == 0) {
