@@ -90,8 +90,11 @@ static size_t seg_len(const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *q = p;
     for (;;) {
-        q = memchr(q, 0, (size_t)(end - q));
-        if (!q || q + 1 >= end) return SIZE_MAX;
+        /* segments are short (rows of tens of bytes, family names): a plain
+         * loop beats a memchr call */
+        while (q < end && *q) q++;
+        if (q == end) return SIZE_MAX;
+        if (q + 1 >= end) return SIZE_MAX;
         if (q[1] == 0x01) return (size_t)(q + 2 - p);
         if (q[1] == 0x00) return q == p ? 0 : SIZE_MAX;
         if (q[1] != 0xFF) return SIZE_MAX;

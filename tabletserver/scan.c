@@ -42,18 +42,26 @@ static bool span_eq(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 static void enter_family(ts_masker *mk, const ts_ikey *k)
 {
     ts_mask *m = &mk->m;
+    m->fam_del_seq = 0;
+    m->qual = NULL;
+    m->qual_len = 0;
+    /* a new row usually starts with the family the last one had: keep the
+     * copy and its schema index */
+    if (mk->fam_copy.data && span_eq(mk->fam_copy.data, mk->fam_copy.len, k->family, k->family_len)) {
+        m->fam = mk->fam_copy.data;
+        m->fam_len = k->family_len;
+        return;
+    }
     bt_buf_clear(&mk->fam_copy);
     if (bt_buf_append(&mk->fam_copy, k->family, k->family_len)) {
         m->fam = k->family; /* on ENOMEM fall back to the key's own span */
+        bt_buf_free(&mk->fam_copy);
     } else {
         m->fam = mk->fam_copy.data;
     }
     m->fam_len = k->family_len;
-    m->fam_del_seq = 0;
     /* family names have no zero bytes: the escaped span is name + 00 01 */
     m->fam_index = ts_schema_find(mk->schema, (const char *)k->family, k->family_len - 2);
-    m->qual = NULL;
-    m->qual_len = 0;
 }
 
 static void enter_column(ts_masker *mk, const ts_ikey *k)
@@ -230,7 +238,8 @@ struct ts_scanner {
     ts_tablet *t;
     sst_iter *it;
     ts_masker mk;
-    ts_schema schema;
+    ts_schema_ref *sref;    /* schema snapshot (referenced) */
+    const ts_schema *sc;    /* &sref->s */
     ts_read_options o;
     uint64_t snap;
     bt_buf seek_key;        /* where the scan starts */
@@ -414,25 +423,77 @@ int ts_scanner_next(ts_scanner *s, ts_row *row)
     return s->status ? s->status : BT_ENOTFOUND;
 }
 
-void ts_scanner_close(ts_scanner *s)
+/* Drops what a scan holds of the tablet: iterator, memtables, version, schema. */
+static void release_snapshot(ts_scanner *s)
 {
-    if (!s) return;
     sst_iter_destroy(s->it);
-    ts_masker_free(&s->mk);
+    s->it = NULL;
+    ts_memtable_unref(s->mts[0]);
+    ts_memtable_unref(s->mts[1]);
+    s->mts[0] = s->mts[1] = NULL;
+    if (s->ver) ts_version_unref(s->ver);
+    s->ver = NULL;
+    ts_schema_ref_unref(s->sref);
+    s->sref = NULL;
     for (int i = 0; i < s->n_cols; i++) {
         bt_buf_free(&s->cols[i].fam);
         bt_buf_free(&s->cols[i].qual);
     }
     free(s->cols);
+    s->cols = NULL;
+    s->n_cols = 0;
+}
+
+static void free_scanner(ts_scanner *s)
+{
+    release_snapshot(s);
+    ts_masker_free(&s->mk);
     bt_buf *bufs[] = { &s->seek_key, &s->end_esc, &s->prefix_esc, &s->range_fam, &s->qfrom,
                        &s->qto, &s->cur_row, &s->row_key, &s->data };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bt_buf_free(bufs[i]);
     free(s->offs);
     free(s->cells);
-    ts_memtable_unref(s->mts[0]);
-    ts_memtable_unref(s->mts[1]);
-    if (s->ver) ts_version_unref(s->ver);
     free(s);
+}
+
+/* A scanner from the tablet's pool (buffers keep their capacity) or a new one. */
+static ts_scanner *get_scanner(ts_tablet *t)
+{
+    ts_scanner *s = NULL;
+    pthread_mutex_lock(&t->mu);
+    if (t->pool_n > 0) s = t->pool[--t->pool_n];
+    pthread_mutex_unlock(&t->mu);
+    if (!s) return calloc(1, sizeof(ts_scanner));
+    bt_buf *bufs[] = { &s->seek_key, &s->end_esc, &s->prefix_esc, &s->range_fam, &s->qfrom,
+                       &s->qto, &s->cur_row, &s->row_key, &s->data };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bt_buf_clear(bufs[i]);
+    s->n_offs = 0;
+    s->rows = 0;
+    s->eof = false;
+    s->status = BT_OK;
+    bt_buf_clear(&s->mk.fam_copy);   /* its schema index belonged to the last scan */
+    ts_masker_row(&s->mk);
+    return s;
+}
+
+void ts_scanner_close(ts_scanner *s)
+{
+    if (!s) return;
+    release_snapshot(s);
+    ts_tablet *t = s->t;
+    pthread_mutex_lock(&t->mu);
+    if (t->pool_n < TS_SCANNER_POOL && !t->closing) {
+        t->pool[t->pool_n++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (s) free_scanner(s);
+}
+
+void ts_scanner_pool_free(ts_tablet *t)
+{
+    for (int i = 0; i < t->pool_n; i++) free_scanner(t->pool[i]);
+    t->pool_n = 0;
 }
 
 /* ---- building a scan ------------------------------------------------------------ */
@@ -449,7 +510,7 @@ static int setup_filters(ts_scanner *s, const ts_read_options *o)
         s->n_cols = o->n_columns;
         for (int i = 0; !rc && i < o->n_columns; i++) {
             const ts_column_ref *c = &o->columns[i];
-            if (ts_schema_find(&s->schema, c->family, c->family_len) < 0)
+            if (ts_schema_find(s->sc, c->family, c->family_len) < 0)
                 return bt_err(BT_ENOTFOUND, "unknown column family \"%.*s\"",
                               (int)c->family_len, c->family);
             rc = put_esc(&s->cols[i].fam, c->family, c->family_len);
@@ -457,7 +518,7 @@ static int setup_filters(ts_scanner *s, const ts_read_options *o)
         }
     }
     if (!rc && o->range_family_len) {
-        if (ts_schema_find(&s->schema, o->range_family, o->range_family_len) < 0)
+        if (ts_schema_find(s->sc, o->range_family, o->range_family_len) < 0)
             return bt_err(BT_ENOTFOUND, "unknown column family \"%.*s\"",
                           (int)o->range_family_len, o->range_family);
         rc = put_esc(&s->range_fam, o->range_family, o->range_family_len);
@@ -473,10 +534,10 @@ static uint32_t groups_needed(const ts_scanner *s, const ts_read_options *o)
     if (o->n_columns == 0 && o->range_family_len == 0) return UINT32_MAX;
     uint32_t mask = 0;
     for (int i = 0; i < o->n_columns; i++)
-        mask |= 1u << s->schema.families[ts_schema_find(&s->schema, o->columns[i].family,
+        mask |= 1u << s->sc->families[ts_schema_find(s->sc, o->columns[i].family,
                                                         o->columns[i].family_len)].group;
     if (o->range_family_len)
-        mask |= 1u << s->schema.families[ts_schema_find(&s->schema, o->range_family,
+        mask |= 1u << s->sc->families[ts_schema_find(s->sc, o->range_family,
                                                         o->range_family_len)].group;
     return mask;
 }
@@ -546,8 +607,10 @@ static int build_iter(ts_scanner *s, uint32_t groups, const bt_buf *point_row)
     for (int i = 0; !rc && i < v->n; i++) {
         ts_table *tb = v->tables[i];
         if (!(groups & (1u << tb->meta.group))) continue;
-        if (point_row && !table_may_hold_row(tb, point_row, &s->schema)) continue;
-        sst_iter *it = sst_reader_iter(tb->reader, true);
+        if (point_row && !table_may_hold_row(tb, point_row, s->sc)) continue;
+        /* point reads fill the block cache; range scans use it but do not
+         * flush it with blocks they read once */
+        sst_iter *it = sst_reader_iter(tb->reader, point_row != NULL);
         it = ts_range_iter_new(it, tb->meta.lo.data, tb->meta.lo.len, tb->meta.hi.data, tb->meta.hi.len);
         if (!it) rc = BT_ENOMEM;
         else kids[n++] = it;
@@ -568,12 +631,14 @@ static int scan_open(ts_tablet *t, const ts_read_options *opts, const bt_buf *po
                      ts_scanner **out)
 {
     static const ts_read_options none;
-    ts_scanner *s = calloc(1, sizeof *s);
+    ts_scanner *s = get_scanner(t);
     if (!s) return BT_ENOMEM;
     s->t = t;
     s->o = opts ? *opts : none;
     pthread_mutex_lock(&t->mu);
-    s->schema = t->schema;
+    s->sref = t->schema_ref;
+    atomic_fetch_add(&s->sref->refs, 1);
+    s->sc = &s->sref->s;
     s->snap = t->visible_seq;
     s->mts[0] = t->mem.mt;
     ts_memtable_ref(s->mts[0]);
@@ -583,7 +648,7 @@ static int scan_open(ts_tablet *t, const ts_read_options *opts, const bt_buf *po
     ts_version_ref(s->ver);
     pthread_mutex_unlock(&t->mu);
 
-    s->mk.schema = &s->schema;
+    s->mk.schema = s->sc;
     s->mk.now = ts_engine_now(t->eng);
     s->mk.apply_gc = true;
     int rc = setup_filters(s, &s->o);

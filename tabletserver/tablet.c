@@ -63,6 +63,20 @@ int ts_version_count_group(const ts_version *v, int group)
     return n;
 }
 
+ts_schema_ref *ts_schema_ref_new(const ts_schema *sc)
+{
+    ts_schema_ref *r = malloc(sizeof *r);
+    if (!r) return NULL;
+    atomic_init(&r->refs, 1);
+    r->s = *sc;
+    return r;
+}
+
+void ts_schema_ref_unref(ts_schema_ref *r)
+{
+    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) free(r);
+}
+
 int ts_table_open(ts_tablet *t, const ts_file_meta *meta, ts_table **out)
 {
     ts_table *tb = calloc(1, sizeof *tb);
@@ -394,6 +408,8 @@ static int esc_bounds(ts_tablet *t)
 
 static void tablet_free(ts_tablet *t)
 {
+    ts_scanner_pool_free(t);
+    ts_schema_ref_unref(t->schema_ref);
     if (t->ver) ts_version_unref(t->ver);
     ts_memtable_unref(t->mem.mt);
     ts_memtable_unref(t->imm.mt);
@@ -437,10 +453,11 @@ static int tablet_load(ts_engine *e, const char *dir, const ts_manifest *m, bool
     t->eng = e;
     t->id = m->tablet_id;
     t->schema = m->schema;
+    t->schema_ref = ts_schema_ref_new(&m->schema);
     t->flushed_seq = m->flushed_seq;
     t->last_seq = m->last_seq > m->flushed_seq ? m->last_seq : m->flushed_seq;
     t->next_file = m->next_file ? m->next_file : 1;
-    int rc = (t->dir = strdup(dir)) ? BT_OK : BT_ENOMEM;
+    int rc = (t->dir = strdup(dir)) && t->schema_ref ? BT_OK : BT_ENOMEM;
     if (!rc) rc = bt_buf_append(&t->start, m->start_row.data, m->start_row.len);
     if (!rc) rc = bt_buf_append(&t->end, m->end_row.data, m->end_row.len);
     if (!rc) rc = esc_bounds(t);
@@ -556,10 +573,21 @@ int ts_tablet_set_schema(ts_tablet *t, const ts_schema *s)
                           t->ver->tables[i]->meta.group);
         }
     }
+    ts_schema_ref *snap = ts_schema_ref_new(s);
+    if (!snap) {
+        pthread_mutex_unlock(&t->mu);
+        return BT_ENOMEM;
+    }
     ts_schema old = t->schema;
     t->schema = *s;
     rc = ts_tablet_save_manifest(t, t->ver, t->flushed_seq);
-    if (rc) t->schema = old;
+    if (rc) {
+        t->schema = old;
+        ts_schema_ref_unref(snap);
+    } else {
+        ts_schema_ref_unref(t->schema_ref);
+        t->schema_ref = snap;
+    }
     pthread_mutex_unlock(&t->mu);
     return rc;
 }

@@ -105,7 +105,8 @@ int ts_tablet_create(ts_engine *e, const char *dir, uint64_t tablet_id, const ts
  * if it is damaged. */
 int ts_tablet_open(ts_engine *e, const char *dir, ts_tablet **out);
 
-/* Waits for its background work, frees the tablet.  Data not yet flushed
+/* Waits for its background work, frees the tablet.  Every scanner of the
+ * tablet must have been closed before.  Data not yet flushed
  * stays in the commit log and is replayed by the next ts_tablet_open. */
 int ts_tablet_close(ts_tablet *t);
 

@@ -57,6 +57,22 @@ void ts_version_ref(ts_version *v);
 void ts_version_unref(ts_version *v);
 int ts_version_count_group(const ts_version *v, int group);
 
+/* An immutable schema snapshot shared by readers (a point read must not
+ * copy the ~7 KB ts_schema).  Replaced, never changed, by set_schema. */
+typedef struct ts_schema_ref {
+    atomic_int refs;
+    ts_schema s;
+} ts_schema_ref;
+
+ts_schema_ref *ts_schema_ref_new(const ts_schema *s);
+void ts_schema_ref_unref(ts_schema_ref *r);
+
+/* Scanners kept for reuse per tablet (their buffers keep their capacity). */
+#define TS_SCANNER_POOL 8
+typedef struct ts_scanner ts_scanner;
+/* Frees the pooled scanners (tablet close). */
+void ts_scanner_pool_free(ts_tablet *t);
+
 /* A memtable with its write bookkeeping. */
 typedef struct ts_mem {
     ts_memtable *mt;
@@ -75,6 +91,9 @@ struct ts_tablet {
     pthread_mutex_t mu;         /* protects everything below and memtable inserts */
     pthread_cond_t cv;          /* state changes: visibility, flushes, bg done */
     ts_schema schema;
+    ts_schema_ref *schema_ref;  /* snapshot of `schema` for readers */
+    ts_scanner *pool[TS_SCANNER_POOL];
+    int pool_n;
     ts_mem mem;                 /* active memtable */
     ts_mem imm;                 /* being flushed; imm.mt NULL if none */
     ts_version *ver;
