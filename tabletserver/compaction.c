@@ -2,7 +2,7 @@
  *
  *   minor    the immutable memtable -> one SSTable per locality group.
  *   merging  a group's newest SSTables (size-tiered: the newest
- *            merge_trigger, plus older ones no bigger than twice what is
+ *            merge_trigger, plus older ones no bigger than what is
  *            already chosen) -> one.  Everything is copied: markers must
  *            keep hiding data in the SSTables left out.
  *   major    every SSTable of a group -> one; deletion markers, hidden
@@ -303,7 +303,11 @@ static int pick_merge(ts_tablet *t, int group, ts_table **in)
     for (int i = 0; i < t->ver->n; i++) {
         ts_table *tb = t->ver->tables[i];
         if (tb->meta.group != group) continue;
-        if (n >= t->eng->opts.merge_trigger && tb->meta.size > 2 * sum) break;
+        /* size-tiered: past the trigger count, an older table joins only if it
+         * is no bigger than everything chosen so far, so a big table is
+         * rewritten only when as much new data has piled up on top of it
+         * (write amplification ~ log_trigger of the data size) */
+        if (n >= t->eng->opts.merge_trigger && tb->meta.size > sum) break;
         in[n++] = tb;
         sum += tb->meta.size;
     }

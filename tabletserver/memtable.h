@@ -16,6 +16,7 @@
 #ifndef BT_TS_MEMTABLE_H
 #define BT_TS_MEMTABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,10 +35,19 @@ void ts_memtable_unref(ts_memtable *m);   /* frees at zero; NULL is a no-op */
  * Single writer (see above). */
 int ts_memtable_add(ts_memtable *m, const uint8_t *key, size_t kn, const uint8_t *val, size_t vn);
 
-/* Approximate bytes used (arena blocks + overhead). Safe from any thread. */
+/* Approximate bytes of data held (arena blocks + overhead, not counting the
+ * fixed 128 KiB hint filter). Safe from any thread. */
 size_t ts_memtable_bytes(const ts_memtable *m);
 /* Number of entries. Safe from any thread. */
 uint64_t ts_memtable_count(const ts_memtable *m);
+
+/* A hint filter over caller-chosen 64-bit hashes (the tablet notes the
+ * hash of each row it writes): may_contain_hash is false only if the hash was
+ * never noted, so a point read can skip the skiplist search.  note_hash is
+ * for the single writer; may_contain_hash is safe from any thread (a reader
+ * sees the hashes noted before its snapshot of the memtable). */
+void ts_memtable_note_hash(ts_memtable *m, uint64_t h);
+bool ts_memtable_may_contain_hash(const ts_memtable *m, uint64_t h);
 
 /* An iterator over the entries (sst_iter, forward only). It holds a
  * reference on m.  It sees entries inserted before its creation and may see

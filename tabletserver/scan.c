@@ -260,6 +260,7 @@ struct ts_scanner {
     int status;
     ts_memtable *mts[2];
     ts_version *ver;
+    uint64_t row_hash;      /* point reads: ts_row_hash of the raw row */
 };
 
 static bool prefix_of(const bt_buf *p, const uint8_t *s, size_t n)
@@ -601,9 +602,11 @@ static int build_iter(ts_scanner *s, uint32_t groups, const bt_buf *point_row)
     sst_iter **kids = calloc((size_t)v->n + 2, sizeof *kids);
     if (!kids) return BT_ENOMEM;
     int n = 0, rc = BT_OK;
-    for (int i = 0; i < 2; i++)
-        if (s->mts[i] && ts_memtable_count(s->mts[i]) > 0)
-            if (!(kids[n++] = ts_memtable_iter(s->mts[i]))) rc = BT_ENOMEM;
+    for (int i = 0; i < 2; i++) {
+        if (!s->mts[i] || ts_memtable_count(s->mts[i]) == 0) continue;
+        if (point_row && !ts_memtable_may_contain_hash(s->mts[i], s->row_hash)) continue;
+        if (!(kids[n++] = ts_memtable_iter(s->mts[i]))) rc = BT_ENOMEM;
+    }
     for (int i = 0; !rc && i < v->n; i++) {
         ts_table *tb = v->tables[i];
         if (!(groups & (1u << tb->meta.group))) continue;
@@ -628,12 +631,13 @@ static int build_iter(ts_scanner *s, uint32_t groups, const bt_buf *point_row)
 }
 
 static int scan_open(ts_tablet *t, const ts_read_options *opts, const bt_buf *point_row,
-                     ts_scanner **out)
+                     uint64_t row_hash, ts_scanner **out)
 {
     static const ts_read_options none;
     ts_scanner *s = get_scanner(t);
     if (!s) return BT_ENOMEM;
     s->t = t;
+    s->row_hash = row_hash;
     s->o = opts ? *opts : none;
     pthread_mutex_lock(&t->mu);
     s->sref = t->schema_ref;
@@ -676,7 +680,7 @@ int ts_tablet_scan(ts_tablet *t, const ts_read_options *opts, ts_scanner **out)
     if (opts && opts->ts_to != 0 && opts->ts_to <= opts->ts_from)
         return bt_err(BT_EINVAL, "empty timestamp range [%lld, %lld)",
                       (long long)opts->ts_from, (long long)opts->ts_to);
-    return scan_open(t, opts, NULL, out);
+    return scan_open(t, opts, NULL, 0, out);
 }
 
 static bool row_in_tablet(const ts_tablet *t, const uint8_t *row, size_t n)
@@ -696,7 +700,7 @@ int ts_tablet_read_row(ts_tablet *t, const uint8_t *row, size_t row_len,
     bt_buf row_esc = {0};
     int rc = put_esc(&row_esc, row, row_len);
     ts_scanner *s = NULL;
-    if (!rc) rc = scan_open(t, opts, &row_esc, &s);
+    if (!rc) rc = scan_open(t, opts, &row_esc, ts_row_hash(row, row_len), &s);
     bt_buf_free(&row_esc);
     if (rc) return rc;
     ts_row r;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /* ---- tables and versions -------------------------------------------------- */
 
@@ -207,6 +208,11 @@ static int apply_one(ts_memtable *mt, const uint8_t *row, size_t rl, int type,
     return rc;
 }
 
+uint64_t ts_row_hash(const uint8_t *row, size_t n)
+{
+    return XXH3_64bits(row, n);
+}
+
 int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, uint64_t *last)
 {
     const uint8_t *end = p + n, *row, *fam, *q, *v;
@@ -215,6 +221,7 @@ int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, 
     if (bt_get_lenbytes(&p, end, &row, &rl) || !(p = bt_get_varint64(p, end, &count)) ||
         count == 0 || count > n)
         return bt_err(BT_ECORRUPT, "malformed mutation payload header");
+    ts_memtable_note_hash(mt, ts_row_hash(row, rl));
     for (uint64_t i = 0; i < count; i++) {
         if (p >= end) return bt_err(BT_ECORRUPT, "truncated mutation payload");
         int type = *p++;

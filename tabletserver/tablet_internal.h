@@ -116,6 +116,8 @@ int ts_table_open(ts_tablet *t, const ts_file_meta *meta, ts_table **out);
 void ts_tablet_background(ts_tablet *t);
 /* Applies a decoded mutation payload to a memtable with sequences from seq. */
 int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, uint64_t *last);
+/* The hash of a raw row key noted in the memtable's hint filter. */
+uint64_t ts_row_hash(const uint8_t *row, size_t n);
 /* Number of sequences a payload uses. */
 int ts_payload_count(const uint8_t *p, size_t n, uint64_t *count);
 

@@ -522,13 +522,28 @@ static double now_secs(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void report(const char *name, const result *r, const char *extra)
+/* For the tablet engine, a second line with the tablet's compaction state, so
+ * a figure can be read against what the background threads were doing. */
+static void report_tablet_stats(const bench *b)
+{
+    if (b->cfg->engine != ENGINE_TABLET || !b->tab.tablet) return;
+    ts_tablet_stats st;
+    ts_tablet_get_stats(b->tab.tablet, &st);
+    printf("  tablet: sstables %u (%.1f MiB)  compactions minor %llu merging %llu major %llu"
+           "  throttled_writes %llu\n",
+           st.n_sstables, (double)st.sstable_bytes / 1048576.0,
+           (unsigned long long)st.minor_compactions, (unsigned long long)st.merging_compactions,
+           (unsigned long long)st.major_compactions, (unsigned long long)st.throttled_writes);
+}
+
+static void report(const bench *b, const char *name, const result *r, const char *extra)
 {
     double secs = r->secs > 0 ? r->secs : 1e-9;
     double us_per_op = r->ops ? secs * 1e6 / (double)r->ops : 0.0;
     printf("%-12s %10.0f ops/s  %9.3f us/op  %8.1f MB/s  %8.3f s%s%s\n",
            name, (double)r->ops / secs, us_per_op,
            (double)r->bytes / 1048576.0 / secs, r->secs, extra[0] ? "  " : "", extra);
+    (void)b;  /* the engine-specific line is report_tablet_stats */
     fflush(stdout);
 }
 
@@ -574,7 +589,8 @@ static void wl_fillseq(bench *b)
 {
     db_open_fresh(b, false);
     result r = do_writes(b, b->cfg->n, false, 0);
-    report("fillseq", &r, "");
+    report(b, "fillseq", &r, "");
+    report_tablet_stats(b);
 }
 
 static void wl_fillrandom(bench *b)
@@ -582,14 +598,16 @@ static void wl_fillrandom(bench *b)
     db_open_fresh(b, false);
     result r = do_writes(b, b->cfg->n, true, STREAM_FILLRANDOM);
     b->random_filled = true;
-    report("fillrandom", &r, "");
+    report(b, "fillrandom", &r, "");
+    report_tablet_stats(b);
 }
 
 static void wl_overwrite(bench *b)
 {
     need_random_db(b);
     result r = do_writes(b, b->cfg->n, true, STREAM_OVERWRITE);
-    report("overwrite", &r, "");
+    report(b, "overwrite", &r, "");
+    report_tablet_stats(b);
 }
 
 static void wl_readrandom(bench *b)
@@ -613,7 +631,8 @@ static void wl_readrandom(bench *b)
     r.secs = now_secs() - t0;
     char extra[64];
     snprintf(extra, sizeof extra, "found %" PRIu64 "/%" PRIu64, found, b->cfg->n);
-    report("readrandom", &r, extra);
+    report(b, "readrandom", &r, extra);
+    report_tablet_stats(b);
 }
 
 static void wl_readseq(bench *b)
@@ -625,7 +644,8 @@ static void wl_readseq(bench *b)
     r.secs = now_secs() - t0;
     char extra[64];
     snprintf(extra, sizeof extra, "entries %" PRIu64, r.ops);
-    report("readseq", &r, extra);
+    report(b, "readseq", &r, extra);
+    report_tablet_stats(b);
 }
 
 static void wl_fillsync(bench *b)
@@ -633,7 +653,8 @@ static void wl_fillsync(bench *b)
     uint64_t n = b->cfg->n / 100 ? b->cfg->n / 100 : 1;
     db_open_fresh(b, true);
     result r = do_writes(b, n, true, STREAM_FILLSYNC);
-    report("fillsync", &r, "");
+    report(b, "fillsync", &r, "");
+    report_tablet_stats(b);
 }
 
 static void (*const workload_fns[WL_COUNT])(bench *b) = {

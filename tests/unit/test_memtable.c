@@ -553,3 +553,28 @@ Test(memtable, one_writer_three_readers, .timeout = 600)
     expect_all(m, ref, CN);
     ts_memtable_unref(m);
 }
+
+/* The hint filter never forgets a noted hash and rejects most others. */
+Test(memtable, hint_filter_no_false_negatives)
+{
+    ts_memtable *m = ts_memtable_new();
+    cr_assert_not_null(m);
+    uint64_t x = 12345;
+    for (int i = 0; i < 100000; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        ts_memtable_note_hash(m, x);
+    }
+    x = 12345;
+    for (int i = 0; i < 100000; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        cr_assert(ts_memtable_may_contain_hash(m, x), "noted hash %d forgotten", i);
+    }
+    int fp = 0;
+    for (int i = 0; i < 100000; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        fp += ts_memtable_may_contain_hash(m, x);
+    }
+    cr_assert_lt(fp, 5000, "false positive rate %.2f%% at 100k hashes", fp / 1000.0);
+    cr_assert_lt(ts_memtable_bytes(m), 4096u, "the fixed filter is not counted as data");
+    ts_memtable_unref(m);
+}
