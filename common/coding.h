@@ -19,39 +19,40 @@
 #define BT_MAX_VARINT32 5
 #define BT_MAX_VARINT64 10
 
-static inline void bt_put_fixed32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
+/* The host is little-endian (x86-64, aarch64): fixed-width little-endian
+ * values are plain unaligned loads and stores, big-endian ones a byte swap. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "bigtable-c assumes a little-endian host"
+#endif
 
-static inline void bt_put_fixed64(uint8_t *p, uint64_t v)
-{
-    bt_put_fixed32(p, (uint32_t)v);
-    bt_put_fixed32(p + 4, (uint32_t)(v >> 32));
-}
+static inline void bt_put_fixed32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void bt_put_fixed64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 static inline uint32_t bt_get_fixed32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) |
-           ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
 static inline uint64_t bt_get_fixed64(const uint8_t *p)
 {
-    return (uint64_t)bt_get_fixed32(p) | ((uint64_t)bt_get_fixed32(p + 4) << 32);
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
 }
 
 static inline void bt_put_fixed64_be(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
 }
 
 static inline uint64_t bt_get_fixed64_be(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
 }
 
 /* Writes v as a varint at p (room for BT_MAX_VARINT64 bytes); returns end. */

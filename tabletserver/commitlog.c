@@ -11,29 +11,57 @@
  *     varint last_seq  last sequence number (>= seq)
  *     payload          the rest of the body
  *
- * A file is a plain concatenation of records.  A reader stops at the first
- * record that is truncated, too long, fails its checksum or has malformed
- * varints: that is a torn tail (a crash during a write), and since a file is
- * never appended to after reopening, nothing valid can follow it.
+ * A file is a plain concatenation of records, possibly followed by zero bytes
+ * (the unused, preallocated end of a mapped file that was not cut back
+ * because the process died).  A reader stops at the first record that is
+ * truncated, too long, fails its checksum or has malformed varints: that is
+ * a torn tail (a crash during a write), and since a file is never appended to
+ * after reopening, nothing valid can follow it.  If only zeros follow, that is
+ * the file's clean end, not a tear: eight zero bytes never form a record (the
+ * checksum of a zero length field is 0x16fc193d, and an empty body has no
+ * varints), so no valid record is mistaken for the end either.
  *
- * Group commit.  An appender encodes its record outside the lock, then under
- * `mu` copies it into the pending buffer and links a waiter.  If no leader is
- * running it becomes the leader: it takes the whole pending buffer (and the
- * waiters covered by it), drops `mu`, writes the batch with one append and
- * (depending on the mode) one fdatasync under `io_mu`, re-takes `mu`, marks
- * each covered waiter done with the batch's status and broadcasts.  Followers
- * sleep on `cv` until their waiter is done, or until there is no leader and
- * they take over.  In NONE mode appenders do not wait at all; the background
- * thread (or an appender that pushes the buffer past 1 MiB) leads instead.
+ * Two ways to append:
  *
- * After a failed write or sync the batch reports the error, the active file
- * is abandoned (closed where it stands) and the next batch starts a new file,
- * so no later record can land behind a torn one.
+ * The write path (SYNC mode, and every mode on an env other than the POSIX
+ * one, e.g. the fault-injecting env of the tests).  Group commit: an appender
+ * encodes its record outside the lock, then under `mu` copies it into the
+ * pending buffer and links a waiter.  If no leader is running it becomes the
+ * leader: it takes the whole pending buffer (and the waiters covered by it),
+ * drops `mu`, writes the batch with one append and (depending on the mode)
+ * one fdatasync under `io_mu`, re-takes `mu`, marks each covered waiter done
+ * with the batch's status and broadcasts.  Followers sleep on `cv` until their
+ * waiter is done, or until there is no leader and they take over.  In NONE
+ * mode appenders do not wait at all; the background thread (or an appender
+ * that pushes the buffer past 1 MiB) leads instead.  After a failed write or
+ * sync the batch reports the error, the active file is abandoned (closed where
+ * it stands) and the next batch starts a new file, so no later record can
+ * land behind a torn one.
+ *
+ * The mapped path (GROUP and NONE on the POSIX env).  A write(2) per append
+ * costs more than everything else on a single-threaded write path, so these
+ * modes open each file with open(2), preallocate it with posix_fallocate and
+ * map it MAP_SHARED; an append is a memcpy into the mapping under `mu`, with
+ * no leader and no system call.  Why that keeps the GROUP promise: the pages
+ * of a MAP_SHARED file mapping are the file's page-cache pages, so a byte
+ * stored there is in the kernel exactly as if write(2) had put it there; if
+ * the process dies the kernel still owns the dirty pages and writes them back.
+ * Only the machine going down loses them, which the background thread bounds
+ * by msync(MS_SYNC)ing the written range every group_ms (GROUP).  Why
+ * fallocate: writeback of a page of a sparse file needs a block, and if the
+ * disk is full then, the kernel can only drop the data (or kill the process
+ * with SIGBUS on the page fault); with the blocks reserved up front a full
+ * disk shows up as BT_ENOSPC from posix_fallocate, on the append that needed
+ * the new file, and the next append simply tries again.  A file rolls when a
+ * record does not fit: the next file is created first (so appenders wait only
+ * for its creation), then the old one is synced, unmapped and cut back to the
+ * bytes used with ftruncate, so a cleanly closed file has no zero tail.
  */
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include "tabletserver/commitlog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,7 +69,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "common/coding.h"
@@ -56,6 +86,7 @@
 #define DEFAULT_MAX_REC  ((size_t)80 << 20)
 #define NONE_FLUSH_BYTES ((size_t)1 << 20)        /* NONE mode: write once buffered */
 #define SPARE_KEEP_BYTES ((size_t)4 << 20)        /* larger spare buffers are freed */
+#define NONE_RESIDENT    ((uint64_t)4 << 20)      /* mapped NONE: write back past this */
 
 /* ---- small tablet -> sequence maps ----------------------------------------- */
 
@@ -133,14 +164,31 @@ typedef struct batch {
     bool had_unsynced;      /* the active file held unsynced bytes before it */
 } batch;
 
+/* A file of the mapped path.  Offsets only grow: dropped <= written <= used
+ * and synced <= used; records live in [0, used). */
+typedef struct map_file {
+    uint8_t *base;          /* MAP_SHARED mapping of the whole file; NULL: none */
+    size_t map_len;         /* file and mapping size (a page multiple) */
+    uint64_t cap;           /* bytes records may fill: max(roll_bytes, record) */
+    uint64_t used;          /* bytes of whole records copied in */
+    uint64_t synced;        /* prefix made durable by msync(MS_SYNC) */
+    uint64_t written;       /* prefix written back (synced, or NONE's writeback) */
+    uint64_t dropped;       /* page-aligned prefix released with MADV_DONTNEED */
+    uint64_t number;
+    int fd;
+    bool broken;            /* a sync failed here: append no more to this file */
+} map_file;
+
 struct ts_log {
     /* Immutable after open. */
     bt_env *env;
     char *dir;
     ts_durability mode;
+    bool mapped;            /* GROUP/NONE on the POSIX env: the mapped path */
     uint32_t group_ms;
     uint64_t roll_bytes;
     size_t max_record;
+    size_t page;            /* system page size */
     uint64_t *old;          /* files that existed at open, ascending (replay) */
     size_t nold;
 
@@ -159,9 +207,15 @@ struct ts_log {
     log_file *files;        /* every live file, ascending; the last is active */
     size_t nfiles, cap_files;
     tab_map flushed;        /* tablet -> flushed seq reported by the tablet */
+    /* The mapped path's active file.  Appenders copy into it and advance
+     * `used` under mu alone.  Which file it is (base, fd, number, map_len,
+     * cap) changes only with io_mu and mu both held, so holding io_mu keeps
+     * the mapping alive: syncs run with io_mu only, outside mu. */
+    map_file map;           /* base NULL: no file (yet, or after close) */
 
-    /* `io_mu` serialises the file I/O of leader rounds, rolls and close;
-     * it protects this block.  Lock order: io_mu before mu. */
+    /* `io_mu` serialises the file I/O of leader rounds, rolls, syncs of the
+     * mapped file and close; it protects this block.  Lock order: io_mu
+     * before mu. */
     pthread_mutex_t io_mu;
     bt_wfile *wf;           /* the active file; NULL after an abandoned one */
     uint64_t active_bytes;
@@ -238,9 +292,17 @@ static size_t decode_record(const uint8_t *p, size_t avail, log_rec *r, const ch
 
 typedef int (*rec_fn)(void *arg, const log_rec *r);
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return false;
+    return true;
+}
+
 /* Calls fn for each valid record of data[0..len) up to the first bad one.
  * Returns fn's first non-zero result, else 0; *stop and *why tell where reading
- * stopped and why (*why NULL if the whole file was valid). */
+ * stopped and why (*why NULL if the whole file was valid, or if only zero
+ * bytes follow the last record: the unused end of a preallocated file). */
 static int walk_records(const uint8_t *data, size_t len, rec_fn fn, void *arg,
                         size_t *stop, const char **why)
 {
@@ -254,6 +316,7 @@ static int walk_records(const uint8_t *data, size_t len, rec_fn fn, void *arg,
         if (rc) { *stop = off; return rc; }
         off += n;
     }
+    if (*why && all_zero(data + off, len - off)) *why = NULL;
     *stop = off;
     return 0;
 }
@@ -549,7 +612,251 @@ static int lead_sync_round(ts_log *l)
     return lead_round(l, true);
 }
 
-/* ---- background flusher (GROUP and NONE modes) ----------------------------- */
+/* ---- the mapped path (GROUP and NONE on the POSIX env) ---------------------- */
+
+/* Records a failed system call (error number e) as the thread's error. */
+static int sys_fail(const char *call, const char *path, int e)
+{
+    return bt_err(bt_from_errno(e), "commit log: %s %s: %s", call, path, strerror(e));
+}
+
+static uint64_t page_floor(const ts_log *l, uint64_t off)
+{
+    return off & ~((uint64_t)l->page - 1);
+}
+
+/* Creates file `number` with room for cap bytes of records: open, reserve
+ * every block (posix_fallocate), map it shared, make the directory entry
+ * durable.  io_mu held.  On failure the file is removed again: nothing was
+ * acknowledged in it, and a partly preallocated file would keep disk space
+ * that a full disk needs back. */
+static int map_create(ts_log *l, uint64_t number, uint64_t cap, map_file *out)
+{
+    char path[PATH_CAP];
+    file_path(l, number, path, sizeof path);
+    if (cap > (uint64_t)INT64_MAX - l->page || cap > (uint64_t)SIZE_MAX - l->page)
+        return bt_err(BT_EINVAL, "commit log %s: file of %" PRIu64 " bytes", path, cap);
+    size_t len = (size_t)page_floor(l, cap + l->page - 1);
+    int fd;
+    do fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return sys_fail("open", path, errno);
+    int e, rc;
+    void *m = MAP_FAILED;
+    do e = posix_fallocate(fd, 0, (off_t)len);   /* returns the error, no errno */
+    while (e == EINTR);
+    if (e) rc = sys_fail("posix_fallocate", path, e);
+    else if ((m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        rc = sys_fail("mmap", path, errno);
+    else rc = bt_env_sync_dir(l->env, l->dir);
+    if (rc) {
+        if (m != MAP_FAILED) munmap(m, len);
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    *out = (map_file){ .base = m, .map_len = len, .cap = cap, .number = number, .fd = fd };
+    return BT_OK;
+}
+
+/* Undoes map_create for a file that never became active. */
+static void map_discard(ts_log *l, map_file *m)
+{
+    char path[PATH_CAP];
+    file_path(l, m->number, path, sizeof path);
+    munmap(m->base, m->map_len);
+    close(m->fd);
+    unlink(path);
+    *m = (map_file){0};
+}
+
+/* Writes back the active file's records past what is already written back:
+ * with msync(MS_SYNC) when `durable` (GROUP's period, ts_log_sync), which
+ * makes them survive power loss; otherwise (NONE) with sync_file_range, which
+ * waits for the writeback but promises nothing about the disk's cache and
+ * only serves to keep the mapping's resident part small.  Written-back pages
+ * are clean, so dropping them from this process (MADV_DONTNEED) loses
+ * nothing; the page holding `used` is kept, as appenders are still filling
+ * it.  io_mu held, so the mapping cannot go away; mu is not held during the
+ * I/O, and appenders keep copying past the snapshot of `used`. */
+static int map_writeback(ts_log *l, bool durable)
+{
+    pthread_mutex_lock(&l->mu);
+    map_file m = l->map;
+    pthread_mutex_unlock(&l->mu);
+    uint64_t from = durable ? m.synced : m.written;
+    if (!m.base || m.broken || m.used <= from) return BT_OK;
+    uint64_t start = page_floor(l, from);
+    int e = 0;
+    if (durable) {
+        atomic_fetch_add_explicit(&l->st_syncs, 1, memory_order_relaxed);
+        if (msync(m.base + start, (size_t)(m.used - start), MS_SYNC) != 0) e = errno;
+    } else if (sync_file_range(m.fd, (off_t)start, (off_t)(m.used - start),
+                               SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                               SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+        e = errno;
+    }
+    int rc = BT_OK;
+    if (e) {
+        char path[PATH_CAP];
+        file_path(l, m.number, path, sizeof path);
+        rc = sys_fail(durable ? "msync" : "sync_file_range", path, e);
+    }
+    pthread_mutex_lock(&l->mu);
+    if (rc) {
+        /* Never retried: after a failed writeback the kernel may have
+         * dropped the data, and a second attempt could succeed falsely.  The
+         * next append starts a new file, so nothing lands behind a hole. */
+        l->map.broken = true;
+        if (!l->lost_err) l->lost_err = rc;
+    } else {
+        if (durable && l->map.synced < m.used) l->map.synced = m.used;
+        if (l->map.written < m.used) l->map.written = m.used;
+    }
+    uint64_t drop_from = l->map.dropped, drop_to = page_floor(l, l->map.written);
+    if (drop_to > drop_from) l->map.dropped = drop_to;
+    pthread_mutex_unlock(&l->mu);
+    if (drop_to > drop_from) madvise(m.base + drop_from, (size_t)(drop_to - drop_from), MADV_DONTNEED);
+    return rc;
+}
+
+/* Finishes a file appenders can no longer reach: makes its records durable
+ * (unless a sync already failed there), unmaps it and cuts it back to the
+ * bytes used, so a reader finds the records and nothing after them (should
+ * the ftruncate fail, the zero tail stays and replay reads it as the clean
+ * end).  io_mu held.  Returns true if acknowledged records may be lost. */
+static bool map_retire(ts_log *l, map_file *m)
+{
+    char path[PATH_CAP];
+    file_path(l, m->number, path, sizeof path);
+    bool lost = m->broken;
+    if (!m->broken && m->used > m->synced) {
+        uint64_t start = page_floor(l, m->synced);
+        atomic_fetch_add_explicit(&l->st_syncs, 1, memory_order_relaxed);
+        if (msync(m->base + start, (size_t)(m->used - start), MS_SYNC) != 0) {
+            BT_WARN("commit log: msync %s: %s", path, strerror(errno));
+            lost = true;
+        }
+    }
+    munmap(m->base, m->map_len);
+    if (ftruncate(m->fd, (off_t)m->used) != 0)
+        BT_WARN("commit log: ftruncate %s to %" PRIu64 " bytes: %s (the zero tail stays)",
+                path, m->used, strerror(errno));
+    close(m->fd);
+    *m = (map_file){0};
+    return lost;
+}
+
+/* Makes a new file, with room for a record of `need` bytes, the active one
+ * and retires the old one.  The new file comes first so appenders wait for a
+ * file creation, never for the old file's sync; and if the creation fails
+ * (BT_ENOSPC from posix_fallocate, say), the old file stays as it was, the
+ * append that needed the room reports the error and the next one tries
+ * again.  A record larger than roll_bytes gets a file sized to fit it.
+ * io_mu held. */
+static int map_roll(ts_log *l, size_t need)
+{
+    pthread_mutex_lock(&l->mu);
+    bool closing = l->closing;
+    bool fits = l->map.base && !l->map.broken && need <= l->map.cap - l->map.used;
+    pthread_mutex_unlock(&l->mu);
+    if (closing) return bt_err(BT_ECLOSED, "commit log %s: closed", l->dir);
+    if (fits) return BT_OK;   /* another appender rolled while this one waited */
+    map_file fresh, old = {0};
+    int rc = map_create(l, l->next_number, need > l->roll_bytes ? need : l->roll_bytes, &fresh);
+    if (rc) return rc;
+    tab_map none = {0};
+    pthread_mutex_lock(&l->mu);
+    rc = add_file(l, fresh.number, &none);
+    if (!rc) {
+        old = l->map;
+        l->map = fresh;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (rc) {
+        map_discard(l, &fresh);
+        return rc;
+    }
+    l->next_number++;
+    if (old.base && map_retire(l, &old)) {
+        pthread_mutex_lock(&l->mu);
+        if (!l->lost_err) l->lost_err = BT_EIO;
+        pthread_mutex_unlock(&l->mu);
+    }
+    return BT_OK;
+}
+
+/* The mapped append: a memcpy into the active file under mu, after a roll if
+ * the record does not fit.  Once it returns, the record is in the page cache. */
+static int map_append(ts_log *l, const uint8_t *hdr, size_t hlen, uint64_t tablet,
+                      uint64_t last_seq, const void *payload, size_t n)
+{
+    size_t need = hlen + n;
+    int rc;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        map_file *m = &l->map;
+        if (l->closing) {
+            rc = bt_err(BT_ECLOSED, "commit log %s: closed", l->dir);
+            break;
+        }
+        if (m->base && !m->broken && need <= m->cap - m->used) {
+            /* The active file (always the last) lists the tablet before
+             * holding its record, so it is never deleted while needed. */
+            rc = tmap_raise(&l->files[l->nfiles - 1].tabs, tablet, last_seq);
+            if (rc) break;
+            uint8_t *dst = m->base + m->used;
+            memcpy(dst, hdr, hlen);
+            if (n) memcpy(dst + hlen, payload, n);
+            m->used += need;
+            atomic_fetch_add_explicit(&l->st_appends, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&l->st_bytes, need, memory_order_relaxed);
+            break;
+        }
+        pthread_mutex_unlock(&l->mu);
+        pthread_mutex_lock(&l->io_mu);
+        rc = map_roll(l, need);
+        pthread_mutex_unlock(&l->io_mu);
+        pthread_mutex_lock(&l->mu);
+        if (rc) break;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* Does the background thread have work on the mapped file?  mu held. */
+static bool map_wants_writeback(const ts_log *l)
+{
+    const map_file *m = &l->map;
+    if (!m->base || m->broken) return false;
+    if (l->mode == TS_DURABILITY_GROUP) return m->used > m->synced;
+    return m->used - m->written >= NONE_RESIDENT;
+}
+
+/* Retires the active mapped file at close; returns the error to report. */
+static int map_close(ts_log *l)
+{
+    pthread_mutex_lock(&l->io_mu);
+    pthread_mutex_lock(&l->mu);
+    map_file m = l->map;
+    l->map = (map_file){0};
+    pthread_mutex_unlock(&l->mu);
+    bool lost = m.base && map_retire(l, &m);
+    pthread_mutex_unlock(&l->io_mu);
+    pthread_mutex_lock(&l->mu);
+    int rc = l->lost_err;
+    pthread_mutex_unlock(&l->mu);
+    if (!rc && lost) rc = bt_err(BT_EIO, "commit log %s: the last sync failed", l->dir);
+    return rc;
+}
+
+/* ---- background flusher (GROUP and NONE modes) -----------------------------
+ *
+ * Write path: every group_ms, writes the pending records (NONE) and
+ * fdatasyncs the active file (GROUP, NONE).  Mapped path: every group_ms,
+ * msyncs what was copied since the last sync (GROUP), or, in NONE mode, only
+ * writes back once NONE_RESIDENT bytes are resident, so that memory stays
+ * bounded without a periodic sync. */
 
 static void deadline_after_ms(struct timespec *ts, uint32_t ms)
 {
@@ -569,6 +876,16 @@ static void *bg_main(void *arg)
         int w = 0;
         while (!l->closing && w != ETIMEDOUT) w = pthread_cond_timedwait(&l->bg_cv, &l->mu, &ts);
         if (l->closing) break;
+        if (l->mapped) {
+            if (!map_wants_writeback(l)) continue;
+            pthread_mutex_unlock(&l->mu);
+            pthread_mutex_lock(&l->io_mu);
+            if (map_writeback(l, l->mode == TS_DURABILITY_GROUP) != BT_OK)
+                BT_WARN("commit log %s: background sync failed: %s", l->dir, bt_errmsg());
+            pthread_mutex_unlock(&l->io_mu);
+            pthread_mutex_lock(&l->mu);
+            continue;
+        }
         if (l->pending.len == 0 && !l->unsynced) continue;
         if (lead_sync_round(l) != BT_OK)
             BT_WARN("commit log %s: background flush failed: %s", l->dir, bt_errmsg());
@@ -616,6 +933,11 @@ static ts_log *log_new(const ts_log_options *o)
     if (!l->dir) { free(l); return NULL; }
     l->env = o->env;
     l->mode = o->durability;
+    /* Only the real POSIX env may be bypassed: other envs (the fault env of
+     * the tests) must see every byte, so they keep the write path. */
+    l->mapped = o->env == bt_env_posix() && o->durability != TS_DURABILITY_SYNC;
+    long page = sysconf(_SC_PAGESIZE);
+    l->page = page > 0 ? (size_t)page : 4096;
     l->group_ms = o->group_ms ? o->group_ms : DEFAULT_GROUP_MS;
     l->roll_bytes = o->roll_bytes ? o->roll_bytes : DEFAULT_ROLL;
     l->max_record = o->max_record ? o->max_record : DEFAULT_MAX_REC;
@@ -639,7 +961,7 @@ int ts_log_open(const ts_log_options *o, ts_log **out)
     if (!rc) rc = index_existing(l);
     if (!rc) {
         pthread_mutex_lock(&l->io_mu);
-        rc = open_active(l);
+        rc = l->mapped ? map_roll(l, 0) : open_active(l);
         pthread_mutex_unlock(&l->io_mu);
     }
     if (!rc && l->mode != TS_DURABILITY_SYNC) {
@@ -651,6 +973,7 @@ int ts_log_open(const ts_log_options *o, ts_log **out)
     }
     if (rc) {
         if (l->wf) bt_wfile_close(l->wf);
+        if (l->map.base) map_retire(l, &l->map);
         log_free(l);
         return rc;
     }
@@ -666,6 +989,11 @@ int ts_log_close(ts_log *l)
     pthread_cond_broadcast(&l->bg_cv);
     pthread_mutex_unlock(&l->mu);
     if (l->bg_started) pthread_join(l->bg, NULL);
+    if (l->mapped) {
+        int rc = map_close(l);
+        log_free(l);
+        return rc;
+    }
 
     pthread_mutex_lock(&l->mu);
     int rc = lead_sync_round(l);
@@ -766,6 +1094,7 @@ int ts_log_append(ts_log *l, uint64_t tablet_id, uint64_t seq, uint64_t last_seq
     if (n && !payload) return bt_err(BT_EINVAL, "commit log: NULL payload");
     uint8_t hdr[HDR_BYTES + MAX_VARINTS];
     size_t hlen = encode_header(hdr, tablet_id, seq, last_seq, payload, n);
+    if (l->mapped) return map_append(l, hdr, hlen, tablet_id, last_seq, payload, n);
 
     pthread_mutex_lock(&l->mu);
     int rc = enqueue(l, hdr, hlen, tablet_id, last_seq, payload, n);
@@ -785,7 +1114,19 @@ int ts_log_append(ts_log *l, uint64_t tablet_id, uint64_t seq, uint64_t last_seq
 int ts_log_sync(ts_log *l)
 {
     pthread_mutex_lock(&l->mu);
-    int rc = l->closing ? bt_err(BT_ECLOSED, "commit log %s: closed", l->dir) : lead_sync_round(l);
+    int rc = BT_OK;
+    if (l->closing) {
+        rc = bt_err(BT_ECLOSED, "commit log %s: closed", l->dir);
+    } else if (l->mapped) {
+        /* Rolled files were synced when they rolled: only the active one. */
+        pthread_mutex_unlock(&l->mu);
+        pthread_mutex_lock(&l->io_mu);
+        rc = map_writeback(l, true);
+        pthread_mutex_unlock(&l->io_mu);
+        pthread_mutex_lock(&l->mu);
+    } else {
+        rc = lead_sync_round(l);
+    }
     if (!rc) rc = l->lost_err;
     l->lost_err = 0;
     pthread_mutex_unlock(&l->mu);
@@ -808,17 +1149,40 @@ static int replay_record(void *arg, const log_rec *r)
     return c->fn(c->arg, r->tablet, r->seq, r->payload, r->n);
 }
 
+/* Reads log file `number` whole, or only its first `limit` bytes (the active
+ * mapped file: past its records lie preallocated zeros). */
+static int read_log_file(ts_log *l, uint64_t number, uint64_t limit, uint8_t **data, size_t *len)
+{
+    char path[PATH_CAP];
+    file_path(l, number, path, sizeof path);
+    if (limit == UINT64_MAX) return bt_env_read_all(l->env, path, data, len);
+    if (limit > SIZE_MAX) return bt_err(BT_ETOOBIG, "commit log %s: too large to read", path);
+    bt_rfile *f;
+    int rc = bt_env_open_readable(l->env, path, &f);
+    if (rc) return rc;
+    uint8_t *buf = malloc(limit ? (size_t)limit : 1);
+    size_t got = 0;
+    if (!buf) rc = bt_err(BT_ENOMEM, "commit log %s: read buffer of %" PRIu64 " bytes", path, limit);
+    else rc = bt_rfile_read_at(f, 0, (size_t)limit, buf, &got);
+    bt_rfile_close(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *data = buf;
+    *len = got;
+    return BT_OK;
+}
+
 int ts_log_replay(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
                   ts_log_replay_fn fn, void *arg)
 {
     replay_ctx c = { tablet_id, after_seq, fn, arg };
     for (size_t i = 0; i < l->nold; i++) {
-        char path[PATH_CAP];
-        file_path(l, l->old[i], path, sizeof path);
         uint8_t *data = NULL;
         size_t len = 0, stop;
         const char *why;
-        int rc = bt_env_read_all(l->env, path, &data, &len);
+        int rc = read_log_file(l, l->old[i], UINT64_MAX, &data, &len);
         if (rc == BT_ENOTFOUND) continue;   /* deleted since open: fully flushed */
         if (rc) return rc;
         rc = walk_records(data, len, replay_record, &c, &stop, &why);
@@ -828,12 +1192,15 @@ int ts_log_replay(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
     return BT_OK;
 }
 
+typedef struct replay_file { uint64_t number, limit; } replay_file;
+
 int ts_log_replay_new(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
                       ts_log_replay_fn fn, void *arg)
 {
     uint64_t first_new = l->nold ? l->old[l->nold - 1] + 1 : 0;
     pthread_mutex_lock(&l->mu);
-    /* No batch in flight: each record is either pending or in a file's map. */
+    /* No batch in flight: each record is either pending or in a file's map.
+     * (The mapped path has neither batches nor pending records.) */
     while (l->leader_active) pthread_cond_wait(&l->cv, &l->mu);
     int rc = BT_OK;
     const tab_seq *p = tmap_find(&l->pending_tabs, tablet_id);
@@ -841,30 +1208,33 @@ int ts_log_replay_new(ts_log *l, uint64_t tablet_id, uint64_t after_seq,
         rc = lead_sync_round(l);   /* write them out (lost_err is left to ts_log_sync) */
         while (l->leader_active) pthread_cond_wait(&l->cv, &l->mu);
     }
-    uint64_t *nums = NULL;
+    replay_file *files = NULL;
     size_t n = 0;
-    if (!rc && l->nfiles && !(nums = malloc(l->nfiles * sizeof *nums)))
+    if (!rc && l->nfiles && !(files = malloc(l->nfiles * sizeof *files)))
         rc = bt_err(BT_ENOMEM, "commit log: replay list");
     for (size_t i = 0; !rc && i < l->nfiles; i++) {
-        const tab_seq *e = tmap_find(&l->files[i].tabs, tablet_id);
-        if (l->files[i].number >= first_new && e && e->seq > after_seq) nums[n++] = l->files[i].number;
+        const log_file *f = &l->files[i];
+        const tab_seq *e = tmap_find(&f->tabs, tablet_id);
+        if (f->number < first_new || !e || e->seq <= after_seq) continue;
+        /* Bytes below the active mapped file's `used` are whole records
+         * (copied under mu); a later roll only cuts the file back to more. */
+        bool active_map = l->map.base && f->number == l->map.number;
+        files[n++] = (replay_file){ f->number, active_map ? l->map.used : UINT64_MAX };
     }
     pthread_mutex_unlock(&l->mu);
     replay_ctx c = { tablet_id, after_seq, fn, arg };
     for (size_t i = 0; !rc && i < n; i++) {
-        char path[PATH_CAP];
-        file_path(l, nums[i], path, sizeof path);
         uint8_t *data = NULL;
         size_t len = 0, stop;
         const char *why;
-        rc = bt_env_read_all(l->env, path, &data, &len);
+        rc = read_log_file(l, files[i].number, files[i].limit, &data, &len);
         if (rc == BT_ENOTFOUND) { rc = BT_OK; continue; }  /* deleted: fully flushed */
         /* The active file may end in a batch being written for another
          * tablet; the walk stops there, after every record of this one. */
         if (!rc) rc = walk_records(data, len, replay_record, &c, &stop, &why);
         free(data);
     }
-    free(nums);
+    free(files);
     return rc;
 }
 

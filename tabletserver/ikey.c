@@ -4,6 +4,21 @@
 
 #include <string.h>
 
+/* Pointer to the first zero byte in [q, end), or end.  Eight bytes at a time
+ * (the classic "has a zero byte" bit trick) while a whole word fits. */
+static inline const uint8_t *find_zero(const uint8_t *q, const uint8_t *end)
+{
+    while (end - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, 8);
+        uint64_t z = (w - UINT64_C(0x0101010101010101)) & ~w & UINT64_C(0x8080808080808080);
+        if (z) return q + (__builtin_ctzll(z) >> 3); /* little-endian: lowest byte first */
+        q += 8;
+    }
+    while (q < end && *q) q++;
+    return q;
+}
+
 size_t ts_esc_len(const uint8_t *x, size_t n)
 {
     size_t zeros = 0;
@@ -41,12 +56,12 @@ size_t ts_unescape(const uint8_t *esc, size_t esc_len, uint8_t *out)
     size_t o = 0;
     const uint8_t *p = esc, *end = esc + esc_len - 2; /* drop the terminator */
     while (p < end) {
-        const uint8_t *z = memchr(p, 0, (size_t)(end - p));
-        size_t run = z ? (size_t)(z - p) : (size_t)(end - p);
+        const uint8_t *z = find_zero(p, end);
+        size_t run = (size_t)(z - p);
         memcpy(out + o, p, run);
         o += run;
         p += run;
-        if (z) { out[o++] = 0; p += 2; }
+        if (z < end) { out[o++] = 0; p += 2; }
     }
     return o;
 }
@@ -86,14 +101,19 @@ int ts_ikey_encode(bt_buf *b, const uint8_t *row, size_t row_len,
 
 /* Returns the length of the escaped segment starting at p (terminator
  * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
+/* Returns the length of the escaped segment starting at p (terminator
+ * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
+/* Returns the length of the escaped segment starting at p (terminator
+ * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
+/* Returns the length of the escaped segment starting at p (terminator
+ * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
+/* Returns the length of the escaped segment starting at p (terminator
+ * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
 static size_t seg_len(const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *q = p;
     for (;;) {
-        /* segments are short (rows of tens of bytes, family names): a plain
-         * loop beats a memchr call */
-        while (q < end && *q) q++;
-        if (q == end) return SIZE_MAX;
+        q = find_zero(q, end);
         if (q + 1 >= end) return SIZE_MAX;
         if (q[1] == 0x01) return (size_t)(q + 2 - p);
         if (q[1] == 0x00) return q == p ? 0 : SIZE_MAX;
@@ -102,9 +122,9 @@ static size_t seg_len(const uint8_t *p, const uint8_t *end)
     }
 }
 
-bool ts_ikey_parse(const uint8_t *k, size_t n, ts_ikey *out)
+/* Parses the part after a row segment of known length. */
+static bool parse_tail(const uint8_t *k, size_t n, size_t row_len, ts_ikey *out)
 {
-    if (n < TS_IKEY_SUFFIX + 4) return false;
     const uint8_t *end = k + n - TS_IKEY_SUFFIX;
     uint64_t tag = ~bt_get_fixed64_be(end + 8);
     out->ts = ts_get_ts(end);
@@ -112,13 +132,10 @@ bool ts_ikey_parse(const uint8_t *k, size_t n, ts_ikey *out)
     out->type = (ts_key_type)(tag & 0xff);
     out->family = out->qual = NULL;
     out->family_len = out->qual_len = 0;
-
-    size_t l = seg_len(k, end);
-    if (l == 0 || l == SIZE_MAX) return false;
     out->row = k;
-    out->row_len = l;
-    const uint8_t *p = k + l;
-    l = seg_len(p, end);
+    out->row_len = row_len;
+    const uint8_t *p = k + row_len;
+    size_t l = seg_len(p, end);
     if (l == SIZE_MAX) return false;
     if (l == 0) return p + 2 == end && out->type == TS_KT_DELETE_ROW;
     out->family = p;
@@ -130,6 +147,20 @@ bool ts_ikey_parse(const uint8_t *k, size_t n, ts_ikey *out)
     out->qual = p;
     out->qual_len = l;
     return p + l == end && out->type >= TS_KT_PUT && out->type <= TS_KT_DELETE_COLUMN;
+}
+
+bool ts_ikey_parse_in_row(const uint8_t *k, size_t n, size_t row_len, ts_ikey *out)
+{
+    if (n < TS_IKEY_SUFFIX + 4 || row_len < 2 || row_len > n - TS_IKEY_SUFFIX - 2) return false;
+    return parse_tail(k, n, row_len, out);
+}
+
+bool ts_ikey_parse(const uint8_t *k, size_t n, ts_ikey *out)
+{
+    if (n < TS_IKEY_SUFFIX + 4) return false;
+    size_t l = seg_len(k, k + n - TS_IKEY_SUFFIX);
+    if (l == 0 || l == SIZE_MAX) return false;
+    return parse_tail(k, n, l, out);
 }
 
 size_t ts_ikey_row_prefix(const uint8_t *k, size_t n)

@@ -72,6 +72,10 @@ int ts_ikey_encode(bt_buf *b, const uint8_t *row, size_t row_len,
 /* Parses; returns false if the key is malformed. */
 bool ts_ikey_parse(const uint8_t *k, size_t n, ts_ikey *out);
 
+/* Like ts_ikey_parse for a key known to start with a row segment of row_len
+ * bytes (a key of the row being walked): skips re-scanning the row. */
+bool ts_ikey_parse_in_row(const uint8_t *k, size_t n, size_t row_len, ts_ikey *out);
+
 /* The length of the ESC(row) prefix of an encoded key, 0 if malformed. */
 size_t ts_ikey_row_prefix(const uint8_t *k, size_t n);
 

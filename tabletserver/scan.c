@@ -366,7 +366,7 @@ static int assemble_row(ts_scanner *s)
         const uint8_t *key = sst_iter_key(s->it, &kn);
         if (kn < s->cur_row.len || memcmp(key, s->cur_row.data, s->cur_row.len) != 0) break;
         ts_ikey k;
-        if (!ts_ikey_parse(key, kn, &k))
+        if (!ts_ikey_parse_in_row(key, kn, s->cur_row.len, &k))
             return bt_err(BT_ECORRUPT, "tablet %llu: malformed internal key in row",
                           (unsigned long long)s->t->id);
         if (k.seq > s->snap) { sst_iter_next(s->it); continue; }
