@@ -87,6 +87,7 @@
 #define NONE_FLUSH_BYTES ((size_t)1 << 20)        /* NONE mode: write once buffered */
 #define SPARE_KEEP_BYTES ((size_t)4 << 20)        /* larger spare buffers are freed */
 #define NONE_RESIDENT    ((uint64_t)4 << 20)      /* mapped NONE: write back past this */
+#define SMALL_RECORD     1024u                    /* encoded whole on the stack, hashed in one pass */
 
 /* ---- small tablet -> sequence maps ----------------------------------------- */
 
@@ -212,6 +213,9 @@ struct ts_log {
      * cap) changes only with io_mu and mu both held, so holding io_mu keeps
      * the mapping alive: syncs run with io_mu only, outside mu. */
     map_file map;           /* base NULL: no file (yet, or after close) */
+    /* The mapped path's statistics: plain counters, as mu is held anyway (a
+     * locked add right after the copy would wait for its stores to drain). */
+    uint64_t map_appends, map_bytes;
 
     /* `io_mu` serialises the file I/O of leader rounds, rolls, syncs of the
      * mapped file and close; it protects this block.  Lock order: io_mu
@@ -809,8 +813,8 @@ static int map_append(ts_log *l, const uint8_t *hdr, size_t hlen, uint64_t table
             memcpy(dst, hdr, hlen);
             if (n) memcpy(dst + hlen, payload, n);
             m->used += need;
-            atomic_fetch_add_explicit(&l->st_appends, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&l->st_bytes, need, memory_order_relaxed);
+            l->map_appends++;
+            l->map_bytes += need;
             break;
         }
         pthread_mutex_unlock(&l->mu);
@@ -1013,22 +1017,32 @@ int ts_log_close(ts_log *l)
 
 /* ---- append / sync ------------------------------------------------------------ */
 
-/* Encodes the record header into hdr (room for HDR_BYTES + MAX_VARINTS) and
- * returns its length; the checksum covers the header's tail and payload. */
-static size_t encode_header(uint8_t *hdr, uint64_t tablet, uint64_t seq, uint64_t last_seq,
-                            const void *payload, size_t n)
+/* Encodes the record's header into rec (room for SMALL_RECORD bytes) and
+ * returns its length; the checksum covers the header's tail and payload.  A
+ * record of at most SMALL_RECORD bytes is encoded whole, payload included,
+ * and hashed in one pass (cheaper than XXH3's streaming state); *n is then
+ * set to 0, as no payload is left to copy after rec. */
+static size_t encode_record(uint8_t *rec, uint64_t tablet, uint64_t seq, uint64_t last_seq,
+                            const void *payload, size_t *n)
 {
-    uint8_t *p = hdr + HDR_BYTES;
+    uint8_t *p = rec + HDR_BYTES;
     p = bt_put_varint64(p, tablet);
     p = bt_put_varint64(p, seq);
     p = bt_put_varint64(p, last_seq);
-    size_t hlen = (size_t)(p - hdr);
-    bt_put_fixed32(hdr + 4, (uint32_t)(hlen - HDR_BYTES + n));
+    size_t hlen = (size_t)(p - rec);
+    bt_put_fixed32(rec + 4, (uint32_t)(hlen - HDR_BYTES + *n));
+    if (*n <= SMALL_RECORD - hlen) {
+        if (*n) memcpy(p, payload, *n);
+        hlen += *n;
+        *n = 0;
+        bt_put_fixed32(rec, (uint32_t)XXH3_64bits(rec + 4, hlen - 4));
+        return hlen;
+    }
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, hdr + 4, hlen - 4);
-    XXH3_64bits_update(&st, payload, n);
-    bt_put_fixed32(hdr, (uint32_t)XXH3_64bits_digest(&st));
+    XXH3_64bits_update(&st, rec + 4, hlen - 4);
+    XXH3_64bits_update(&st, payload, *n);
+    bt_put_fixed32(rec, (uint32_t)XXH3_64bits_digest(&st));
     return hlen;
 }
 
@@ -1092,8 +1106,8 @@ int ts_log_append(ts_log *l, uint64_t tablet_id, uint64_t seq, uint64_t last_seq
     if (last_seq < seq)
         return bt_err(BT_EINVAL, "commit log: last_seq %" PRIu64 " < seq %" PRIu64, last_seq, seq);
     if (n && !payload) return bt_err(BT_EINVAL, "commit log: NULL payload");
-    uint8_t hdr[HDR_BYTES + MAX_VARINTS];
-    size_t hlen = encode_header(hdr, tablet_id, seq, last_seq, payload, n);
+    uint8_t hdr[SMALL_RECORD];   /* the header, or the whole record when small */
+    size_t hlen = encode_record(hdr, tablet_id, seq, last_seq, payload, &n);
     if (l->mapped) return map_append(l, hdr, hlen, tablet_id, last_seq, payload, n);
 
     pthread_mutex_lock(&l->mu);
@@ -1319,6 +1333,8 @@ void ts_log_get_stats(ts_log *l, ts_log_stats *s)
     s->groups = atomic_load_explicit(&l->st_groups, memory_order_relaxed);
     s->bytes = atomic_load_explicit(&l->st_bytes, memory_order_relaxed);
     pthread_mutex_lock(&l->mu);
+    s->appends += l->map_appends;
+    s->bytes += l->map_bytes;
     s->live_files = (uint32_t)l->nfiles;
     s->active_file = l->nfiles ? l->files[l->nfiles - 1].number : 0;
     pthread_mutex_unlock(&l->mu);

@@ -1,29 +1,54 @@
 /* tabletserver/commitlog.h: the commit log shared by all tablets of a server.
  *
  * Records carry (tablet id, first sequence number, payload) with a length and
- * an xxHash checksum (docs/formats.md, "Commit log").  Writers from many
- * threads are batched by group commit: the first waiting writer becomes the
- * leader, writes every pending record with one write(2) and (in sync mode)
- * one fdatasync, then wakes the followers it covered.
+ * an xxHash checksum (docs/formats.md, "Commit log").  There are two append
+ * paths:
+ *   - the write path (SYNC mode, and every mode when the env is not the POSIX
+ *     env, e.g. the fault-injecting env of the tests): writers from many
+ *     threads are batched by group commit; the first waiting writer becomes
+ *     the leader, writes every pending record with one write(2) and (in SYNC
+ *     mode) one fdatasync, then wakes the followers it covered;
+ *   - the mapped path (GROUP and NONE on the POSIX env): each file is
+ *     preallocated with posix_fallocate and mapped MAP_SHARED, and an append
+ *     is a memcpy into the mapping under the log mutex: no leader, no system
+ *     call.
  *
  * Durability modes (what "ts_log_append returned BT_OK" means):
- *   TS_DURABILITY_SYNC   the record is fsynced (survives power loss).
- *   TS_DURABILITY_GROUP  the record is written to the OS (survives a process
- *                        crash); a background thread fsyncs every group_ms.
- *   TS_DURABILITY_NONE   the record is in the process's buffer; it is written
- *                        when the buffer fills or every group_ms, and fsynced
- *                        then.  Loses up to group_ms of writes on any crash.
+ *   TS_DURABILITY_SYNC   the record is written and fdatasynced before the
+ *                        append returns: it survives power loss.
+ *   TS_DURABILITY_GROUP  the record is in the kernel's page cache (mapped
+ *                        path: copied into the shared mapping of the file,
+ *                        whose pages are the page cache's; write path:
+ *                        written with write(2)), so it survives a crash of
+ *                        the process but not of the machine.  A background
+ *                        thread msyncs/fdatasyncs the new bytes every
+ *                        group_ms, so power loss loses at most about the last
+ *                        group_ms of acknowledged records.
+ *   TS_DURABILITY_NONE   mapped path: as GROUP, but with no periodic sync: the
+ *                        kernel writes back on its own schedule, and files are
+ *                        synced when they roll and at close; it survives a
+ *                        process crash, and power loss can lose recent records.
+ *                        Write path: the record waits in the process's buffer
+ *                        until it holds 1 MiB or group_ms passes, then is
+ *                        written and fsynced; any crash can lose that window.
  *
- * Files are DIR/NNNNNNNNNNNN.log, numbered upwards.  A file rolls when it
- * passes roll_bytes.  Opening never appends to an existing file: it starts a
- * new one, so a torn tail stays where it is and replay stops there cleanly.
- * A file is deleted once every tablet with records in it has reported (via
+ * Files are DIR/NNNNNNNNNNNN.log, numbered upwards.  On the write path a file
+ * rolls once it passes roll_bytes; on the mapped path a file is roll_bytes
+ * long (preallocated) and rolls when a record does not fit; a record larger
+ * than roll_bytes gets a file of its own sized to fit.  A rolled or closed
+ * mapped file is cut back (ftruncate) to its records; a file left by a killed
+ * process may end in zeros, which replay reads as the clean end of the file.
+ * Opening never appends to an existing file: it starts a new one, so a torn
+ * tail stays where it is and replay stops there cleanly.  A file is deleted
+ * once every tablet with records in it has reported (via
  * ts_log_tablet_flushed) a flushed sequence at or past its last record there,
  * and it is not the active file.
  *
- * Thread-safety: every function may be called from any thread; one mutex
- * protects the pending buffer and the file table, a second serialises the
- * leader's I/O.
+ * Thread-safety: every function may be called from any thread.  One mutex
+ * protects the pending buffer, the file table and the mapped file's fill
+ * state (appends copy under it); a second serialises file I/O (leader
+ * writes, rolls, syncs of the mapped file, close) and keeps the mapping alive
+ * while a sync runs outside the first.
  */
 #ifndef BT_TS_COMMITLOG_H
 #define BT_TS_COMMITLOG_H
@@ -47,8 +72,8 @@ typedef struct ts_log_options {
     bt_env *env;                /* required */
     const char *dir;            /* required; created if missing */
     ts_durability durability;   /* default TS_DURABILITY_SYNC (0) */
-    uint32_t group_ms;          /* GROUP/NONE flush period; 0 -> 5 ms */
-    uint64_t roll_bytes;        /* 0 -> 64 MiB */
+    uint32_t group_ms;          /* GROUP sync / NONE flush period; 0 -> 5 ms */
+    uint64_t roll_bytes;        /* 0 -> 64 MiB; mapped files are preallocated to it */
     size_t max_record;          /* 0 -> 80 MiB; larger appends get BT_ETOOBIG */
 } ts_log_options;
 
@@ -59,7 +84,9 @@ typedef struct ts_log ts_log;
  * active file numbered past them. */
 int ts_log_open(const ts_log_options *o, ts_log **out);
 
-/* Flushes and fsyncs pending records, closes the active file, frees l. */
+/* Flushes and fsyncs pending records, closes the active file (a mapped one is
+ * synced, unmapped and cut back to its records), frees l.  Reports an error
+ * if acknowledged records may have been lost to an earlier I/O error. */
 int ts_log_close(ts_log *l);
 
 /* Appends one record and waits until it is as durable as the mode promises.
@@ -67,11 +94,15 @@ int ts_log_close(ts_log *l);
  * `last_seq` the last (they may be equal).  After an I/O error (including
  * BT_ENOSPC) the failing record and every record batched with it report the
  * error; the log then starts a fresh file for later appends, and nothing
- * acknowledged before is affected. */
+ * acknowledged before is affected.  On the mapped path the only I/O an append
+ * does is creating the next file when the record does not fit the active one
+ * (BT_ENOSPC if posix_fallocate finds no room); the next append retries. */
 int ts_log_append(ts_log *l, uint64_t tablet_id, uint64_t seq, uint64_t last_seq,
                   const void *payload, size_t n);
 
-/* Forces everything appended so far to disk (write + fdatasync). */
+/* Forces everything appended so far to disk (write + fdatasync, or msync of
+ * the mapped file) in every mode.  Also reports, once, an earlier I/O error
+ * that may have lost acknowledged records. */
 int ts_log_sync(ts_log *l);
 
 /* Called for each replayed record. Return non-zero to abort replay with that code. */
@@ -103,9 +134,9 @@ void ts_log_forget_tablet(ts_log *l, uint64_t tablet_id);
 /* Statistics. */
 typedef struct ts_log_stats {
     uint64_t appends;       /* records appended */
-    uint64_t syncs;         /* fdatasync calls */
-    uint64_t groups;        /* leader write batches */
-    uint64_t bytes;         /* bytes written */
+    uint64_t syncs;         /* fdatasync or msync(MS_SYNC) calls */
+    uint64_t groups;        /* leader write batches (write path only; 0 when mapped) */
+    uint64_t bytes;         /* record bytes written or copied into mapped files */
     uint32_t live_files;    /* files on disk including the active one */
     uint64_t active_file;   /* number of the active file */
 } ts_log_stats;
