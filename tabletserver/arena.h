@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TS_ARENA_BLOCK ((size_t)1 << 20)
+#define TS_ARENA_BLOCK ((size_t)2 << 20)   /* one huge page */
 
 /* Alignment of ts_arena_alloc_aligned(): enough for pointers, atomic
  * pointers and 64-bit integers. */
