@@ -23,7 +23,7 @@ OPT     ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror
 CPPFLAGS += -D_GNU_SOURCE -I. -MMD -MP
 CFLAGS  += $(WARN) $(OPT) -pthread $(SANFLAGS)
-LDLIBS  := -lsnappy -lxxhash -lleveldb -lm -pthread
+LDLIBS  := -lsnappy -lxxhash -lleveldb -levent_pthreads -levent -lm -pthread
 TESTLIBS := -lcriterion
 
 ifeq ($(SAN),address)
@@ -92,6 +92,23 @@ asan:
 
 tsan:
 	$(MAKE) BUILD=build-tsan SAN=thread OPT="-O1 -g" test
+
+# libFuzzer target for the wire codec (needs clang and its fuzzer runtime).
+# New inputs go to the first directory, so keep the seeds read-only:
+#   make fuzz && build-fuzz/fuzz_rpc -max_total_time=60 build-fuzz/corpus tests/fuzz/corpus/rpc
+# The same source built without libFuzzer replays inputs (e.g. a crash file):
+#   make $(BUILD)/tests/fuzz_rpc_replay && $(BUILD)/tests/fuzz_rpc_replay FILE|DIR...
+FUZZ_BUILD := build-fuzz
+FUZZ_SRCS  := tests/fuzz/fuzz_rpc.c common/rpc_codec.c common/coding.c common/status.c
+.PHONY: fuzz
+fuzz: $(FUZZ_BUILD)/fuzz_rpc
+$(FUZZ_BUILD)/fuzz_rpc: $(FUZZ_SRCS) common/rpc_codec.h common/coding.h common/status.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@) $(FUZZ_BUILD)/corpus
+	clang -D_GNU_SOURCE -I. -DBT_LIBFUZZER $(WARN) -O1 -g \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(FUZZ_SRCS) -o $@
+$(BUILD)/tests/fuzz_rpc_replay: $(BUILD)/obj/tests/fuzz/fuzz_rpc.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 BENCH_N   ?= 1000000
 BENCH_DIR ?= /tmp/bt-bench

@@ -6,7 +6,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libleveldb-dev libsnappy-dev libcurl4-openssl-dev
-libcjson-dev libcriterion-dev libxxhash-dev libevent-dev libedit-dev"
+libcjson-dev libcriterion-dev libxxhash-dev libevent-dev libedit-dev
+clang libclang-rt-dev"
 
 missing=""
 for p in $PKGS; do
