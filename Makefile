@@ -57,6 +57,8 @@ TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:%.c=$(BUILD)/obj/%.o)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all test asan tsan bench run install clean deps
+# Keep objects that pattern rules treat as intermediate (tool and test mains).
+.SECONDARY:
 all: $(LIB) $(BINS) $(TESTS)
 
 # Installs missing Debian packages once per build directory (the script is
