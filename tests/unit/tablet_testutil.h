@@ -11,7 +11,8 @@
  *     bytes outside printable ASCII and the separators as \xHH) so results
  *     are compared as strings with a readable diff on failure;
  *   - tu_sst_scan: reads a tablet directory's SSTables directly (entries,
- *     deletion markers, which families each file holds).
+ *     deletion markers, which families each file holds); tu_sst_open /
+ *     tu_sst_next walk them one file at a time.
  * Every function is static and marked unused so each test file takes what
  * it needs under -Wall -Werror.
  */
@@ -129,6 +130,17 @@ TU void tu_start(tu_fx *f, const ts_schema *s, ts_durability d)
     tu_create(f, s, NULL, NULL);
 }
 
+/* tu_start in TS_DURABILITY_NONE with a smaller memtable and merge trigger
+ * (0 leaves the engine's default), so compactions run in the background. */
+TU void tu_start_tuned(tu_fx *f, const ts_schema *s, size_t memtable_bytes, int merge_trigger)
+{
+    tu_init(f, TS_DURABILITY_NONE);
+    f->eo.memtable_bytes = memtable_bytes;
+    f->eo.merge_trigger = merge_trigger;
+    tu_engine_open(f);
+    tu_create(f, s, NULL, NULL);
+}
+
 TU void tu_close(tu_fx *f)
 {
     if (f->t) cr_assert_eq(ts_tablet_close(f->t), BT_OK);
@@ -147,6 +159,14 @@ TU void tu_open_tablet(tu_fx *f)
 {
     int rc = ts_tablet_open(f->e, f->tdir, &f->t);
     cr_assert_eq(rc, BT_OK, "ts_tablet_open: %s", bt_errmsg());
+}
+
+/* Closes the tablet and opens it again in the same engine (and commit log). */
+TU void tu_reopen_tablet(tu_fx *f)
+{
+    cr_assert_eq(ts_tablet_close(f->t), BT_OK);
+    f->t = NULL;
+    tu_open_tablet(f);
 }
 
 /* Orderly: close tablet and engine, open both again. */
@@ -194,49 +214,24 @@ TU void tu_compact(ts_tablet *t)
 
 TU ts_mutation tu_set(const char *fam, const void *q, size_t qn, int64_t ts, const void *v, size_t vn)
 {
-    ts_mutation m;
-    memset(&m, 0, sizeof m);
-    m.type = TS_SET_CELL;
-    m.family = fam;
-    m.family_len = strlen(fam);
-    m.qualifier = q;
-    m.qualifier_len = qn;
-    m.timestamp = ts;
-    m.value = v;
-    m.value_len = vn;
-    return m;
+    return (ts_mutation){.type = TS_SET_CELL, .family = fam, .family_len = strlen(fam), .qualifier = q,
+                         .qualifier_len = qn, .timestamp = ts, .value = v, .value_len = vn};
 }
 
 TU ts_mutation tu_del(const char *fam, const void *q, size_t qn, int64_t from, int64_t to)
 {
-    ts_mutation m;
-    memset(&m, 0, sizeof m);
-    m.type = TS_DELETE_CELLS;
-    m.family = fam;
-    m.family_len = strlen(fam);
-    m.qualifier = q;
-    m.qualifier_len = qn;
-    m.ts_from = from;
-    m.ts_to = to;
-    return m;
+    return (ts_mutation){.type = TS_DELETE_CELLS, .family = fam, .family_len = strlen(fam), .qualifier = q,
+                         .qualifier_len = qn, .ts_from = from, .ts_to = to};
 }
 
 TU ts_mutation tu_delfam(const char *fam)
 {
-    ts_mutation m;
-    memset(&m, 0, sizeof m);
-    m.type = TS_DELETE_FAMILY;
-    m.family = fam;
-    m.family_len = strlen(fam);
-    return m;
+    return (ts_mutation){.type = TS_DELETE_FAMILY, .family = fam, .family_len = strlen(fam)};
 }
 
 TU ts_mutation tu_delrow(void)
 {
-    ts_mutation m;
-    memset(&m, 0, sizeof m);
-    m.type = TS_DELETE_ROW;
-    return m;
+    return (ts_mutation){.type = TS_DELETE_ROW};
 }
 
 #define SET(f, q, ts, v) tu_set((f), (q), strlen(q), (ts), (v), strlen(v))
@@ -395,75 +390,100 @@ typedef struct tu_sst_stat {
     uint32_t fams[TU_MAX_FILES];
 } tu_sst_stat;
 
+/* What one SSTable holds. */
+typedef struct tu_sst_file {
+    uint64_t entries, puts, markers;
+    uint64_t fam_puts;  /* puts of the family asked for (none if not asked) */
+    uint32_t fams;      /* as tu_sst_stat.fams */
+} tu_sst_file;
+
+/* Reads every key of the SSTable at path; fam_puts counts the puts of family
+ * `fam` (NULL: none). */
+TU void tu_sst_read_file(const char *path, const char *fam, tu_sst_file *out)
+{
+    memset(out, 0, sizeof *out);
+    sst_reader *r;
+    cr_assert_eq(sst_reader_open(bt_env_posix(), path, NULL, &r), BT_OK, "open %s: %s", path, bt_errmsg());
+    sst_iter *it = sst_reader_iter(r, false);
+    cr_assert_not_null(it);
+    for (sst_iter_seek_first(it); sst_iter_valid(it); sst_iter_next(it)) {
+        size_t kn;
+        const uint8_t *k = sst_iter_key(it, &kn);
+        ts_ikey ik;
+        cr_assert(ts_ikey_parse(k, kn, &ik), "%s: malformed key", path);
+        out->entries++;
+        if (ik.type == TS_KT_PUT) out->puts++;
+        else out->markers++;
+        if (ik.type == TS_KT_DELETE_ROW) out->fams |= 1u << 31;
+        else if (ik.family[0] >= 'a' && ik.family[0] < 'a' + 31) out->fams |= 1u << (ik.family[0] - 'a');
+        if (fam && ik.type == TS_KT_PUT && ik.family_len == strlen(fam) + 2 &&
+            memcmp(ik.family, fam, strlen(fam)) == 0)
+            out->fam_puts++;
+    }
+    cr_assert_eq(sst_iter_status(it), BT_OK);
+    sst_iter_destroy(it);
+    sst_reader_unref(r);
+}
+
+/* The *.sst files of a directory, each read in turn:
+ *     tu_sst_dir it;
+ *     for (tu_sst_open(&it, dir, fam); tu_sst_next(&it);) use it.path, it.file */
+typedef struct tu_sst_dir {
+    DIR *d;
+    const char *dir, *fam;
+    char path[512];
+    tu_sst_file file;
+} tu_sst_dir;
+
+TU void tu_sst_open(tu_sst_dir *it, const char *dir, const char *fam)
+{
+    memset(it, 0, sizeof *it);
+    it->d = opendir(dir);
+    cr_assert_not_null(it->d, "opendir %s", dir);
+    it->dir = dir;
+    it->fam = fam;
+}
+
+/* Reads the next SSTable into it->path / it->file; false (directory closed) at the end. */
+TU bool tu_sst_next(tu_sst_dir *it)
+{
+    struct dirent *de;
+    while ((de = readdir(it->d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l < 4 || strcmp(de->d_name + l - 4, ".sst") != 0) continue;
+        snprintf(it->path, sizeof it->path, "%s/%s", it->dir, de->d_name);
+        tu_sst_read_file(it->path, it->fam, &it->file);
+        return true;
+    }
+    closedir(it->d);
+    it->d = NULL;
+    return false;
+}
+
 /* Reads every *.sst in dir (a tablet's own files). */
 TU void tu_sst_scan(const char *dir, tu_sst_stat *st)
 {
     memset(st, 0, sizeof *st);
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d, "opendir %s", dir);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 4 || strcmp(de->d_name + l - 4, ".sst") != 0) continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        sst_reader *r;
-        cr_assert_eq(sst_reader_open(bt_env_posix(), path, NULL, &r), BT_OK, "open %s: %s", path, bt_errmsg());
-        sst_iter *it = sst_reader_iter(r, false);
-        cr_assert_not_null(it);
+    tu_sst_dir it;
+    for (tu_sst_open(&it, dir, NULL); tu_sst_next(&it);) {
         cr_assert_lt(st->files, TU_MAX_FILES);
-        uint32_t fams = 0;
-        for (sst_iter_seek_first(it); sst_iter_valid(it); sst_iter_next(it)) {
-            size_t kn;
-            const uint8_t *k = sst_iter_key(it, &kn);
-            ts_ikey ik;
-            cr_assert(ts_ikey_parse(k, kn, &ik), "%s: malformed key", path);
-            st->entries++;
-            if (ik.type == TS_KT_PUT) st->puts++;
-            else st->markers++;
-            if (ik.type == TS_KT_DELETE_ROW) fams |= 1u << 31;
-            else if (ik.family[0] >= 'a' && ik.family[0] < 'a' + 31) fams |= 1u << (ik.family[0] - 'a');
-        }
-        cr_assert_eq(sst_iter_status(it), BT_OK);
-        sst_iter_destroy(it);
-        sst_reader_unref(r);
-        st->fams[st->files++] = fams;
+        st->entries += it.file.entries;
+        st->puts += it.file.puts;
+        st->markers += it.file.markers;
+        st->fams[st->files++] = it.file.fams;
     }
-    closedir(d);
 }
 
 /* The path of the one SSTable in dir whose family mask (as in tu_sst_stat) is `fams`. */
 TU void tu_sst_find(const char *dir, uint32_t fams, char *out, size_t cap)
 {
     int found = 0;
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 4 || strcmp(de->d_name + l - 4, ".sst") != 0) continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        sst_reader *r;
-        cr_assert_eq(sst_reader_open(bt_env_posix(), path, NULL, &r), BT_OK);
-        sst_iter *it = sst_reader_iter(r, false);
-        uint32_t m = 0;
-        for (sst_iter_seek_first(it); sst_iter_valid(it); sst_iter_next(it)) {
-            size_t kn;
-            const uint8_t *k = sst_iter_key(it, &kn);
-            ts_ikey ik;
-            cr_assert(ts_ikey_parse(k, kn, &ik));
-            if (ik.type == TS_KT_DELETE_ROW) m |= 1u << 31;
-            else m |= 1u << (ik.family[0] - 'a');
-        }
-        sst_iter_destroy(it);
-        sst_reader_unref(r);
-        if (m == fams) {
-            snprintf(out, cap, "%s", path);
-            found++;
-        }
+    tu_sst_dir it;
+    for (tu_sst_open(&it, dir, NULL); tu_sst_next(&it);) {
+        if (it.file.fams != fams) continue;
+        snprintf(out, cap, "%s", it.path);
+        found++;
     }
-    closedir(d);
     cr_assert_eq(found, 1, "%d SSTables in %s with families %x", found, dir, fams);
 }
 
@@ -471,30 +491,8 @@ TU void tu_sst_find(const char *dir, uint32_t fams, char *out, size_t cap)
 TU uint64_t tu_sst_count_family(const char *dir, const char *fam)
 {
     uint64_t n = 0;
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 4 || strcmp(de->d_name + l - 4, ".sst") != 0) continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        sst_reader *r;
-        cr_assert_eq(sst_reader_open(bt_env_posix(), path, NULL, &r), BT_OK);
-        sst_iter *it = sst_reader_iter(r, false);
-        for (sst_iter_seek_first(it); sst_iter_valid(it); sst_iter_next(it)) {
-            size_t kn;
-            const uint8_t *k = sst_iter_key(it, &kn);
-            ts_ikey ik;
-            cr_assert(ts_ikey_parse(k, kn, &ik));
-            if (ik.type == TS_KT_PUT && ik.family_len == strlen(fam) + 2 &&
-                memcmp(ik.family, fam, strlen(fam)) == 0)
-                n++;
-        }
-        sst_iter_destroy(it);
-        sst_reader_unref(r);
-    }
-    closedir(d);
+    tu_sst_dir it;
+    for (tu_sst_open(&it, dir, fam); tu_sst_next(&it);) n += it.file.fam_puts;
     return n;
 }
 
@@ -505,6 +503,14 @@ TU void tu_schema_abc(ts_schema *s)
     cr_assert_eq(ts_schema_add_family(s, "a", 0, 0), BT_OK);
     cr_assert_eq(ts_schema_add_family(s, "b", 0, 0), BT_OK);
     cr_assert_eq(ts_schema_add_family(s, "c", 0, 0), BT_OK);
+}
+
+/* tu_start over the tu_schema_abc schema. */
+TU void tu_start_abc(tu_fx *f, ts_durability d)
+{
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_start(f, &s, d);
 }
 
 #endif

@@ -129,13 +129,34 @@ static void append_ok(ts_log *l, uint64_t tablet, uint64_t seq)
                  (unsigned long)seq, bt_errmsg());
 }
 
+static void append_range(ts_log *l, uint64_t tablet, uint64_t from, uint64_t to)
+{
+    for (uint64_t s = from; s <= to; s++) append_ok(l, tablet, s);
+}
+
+/* Replays the records of `tablet` (or TS_LOG_ALL_TABLETS) past `after` from
+ * the open log l. */
+static coll replay_log(ts_log *l, uint64_t tablet, uint64_t after)
+{
+    coll c = {0};
+    int rc = ts_log_replay(l, tablet, after, collect, &c);
+    cr_assert_eq(rc, BT_OK, "replay: %s", bt_errmsg());
+    return c;
+}
+
+/* Writes records seq from..to of `tablet` to a SYNC log in dir, closed again. */
+static void append_and_close(const char *dir, uint64_t tablet, uint64_t from, uint64_t to)
+{
+    ts_log *l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
+    append_range(l, tablet, from, to);
+    cr_assert_eq(ts_log_close(l), BT_OK);
+}
+
 /* Reopens dir with the POSIX env and replays; the log is closed again. */
 static coll replay_dir(const char *dir, uint64_t tablet, uint64_t after)
 {
-    coll c = {0};
     ts_log *l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
-    int rc = ts_log_replay(l, tablet, after, collect, &c);
-    cr_assert_eq(rc, BT_OK, "replay: %s", bt_errmsg());
+    coll c = replay_log(l, tablet, after);
     cr_assert_eq(ts_log_close(l), BT_OK);
     cr_assert_eq(c.bad_payloads, 0, "replayed payloads differ");
     return c;
@@ -149,6 +170,14 @@ static void expect_records(const coll *c, const rec *want, size_t n)
                   "record %zu: got (%lu,%lu) want (%lu,%lu)", i,
                   (unsigned long)c->v[i].tablet, (unsigned long)c->v[i].seq,
                   (unsigned long)want[i].tablet, (unsigned long)want[i].seq);
+}
+
+/* Replays dir (as replay_dir) and asserts it gives exactly want[0..n). */
+static void expect_replay(const char *dir, uint64_t tablet, uint64_t after, const rec *want, size_t n)
+{
+    coll c = replay_dir(dir, tablet, after);
+    expect_records(&c, want, n);
+    free(c.v);
 }
 
 /* Sorted numbers of the *.log files in dir. */
@@ -288,22 +317,15 @@ Test(commitlog, round_trip_and_filters)
         append_ok(l, t, seq[t]);
     }
     cr_assert_eq(ts_log_close(l), BT_OK);
-
-    coll c = replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
-    expect_records(&c, all, n);
-    free(c.v);
+    expect_replay(dir, TS_LOG_ALL_TABLETS, 0, all, n);
 
     /* One tablet, and only past after_seq. */
     rec want[300];
     size_t nw = 0;
     for (size_t i = 0; i < n; i++)
         if (all[i].tablet == 2 && all[i].seq > 40) want[nw++] = all[i];
-    c = replay_dir(dir, 2, 40);
-    expect_records(&c, want, nw);
-    free(c.v);
-    c = replay_dir(dir, 9, 0);
-    cr_assert_eq(c.n, 0);
-    free(c.v);
+    expect_replay(dir, 2, 40, want, nw);
+    expect_replay(dir, 9, 0, NULL, 0);
     remove_tree(dir);
 }
 
@@ -329,8 +351,7 @@ Test(commitlog, reopen_starts_new_file_and_replays_only_old_ones)
     cr_assert_eq(st.live_files, 2);
     for (uint64_t s = 11; s <= 20; s++) append_ok(l, 5, s);
     /* Replay covers the files present at open, not the new active one. */
-    coll c = {0};
-    cr_assert_eq(ts_log_replay(l, 5, 0, collect, &c), BT_OK);
+    coll c = replay_log(l, 5, 0);
     cr_assert_eq(c.n, 10);
     cr_assert_eq(c.v[9].seq, 10);
     free(c.v);
@@ -374,9 +395,8 @@ Test(commitlog, oversize_record)
     cr_assert_eq(ts_log_append(l, 1, 2, 2, big, 1000), BT_OK);
     cr_assert_eq(ts_log_close(l), BT_OK);
     ts_log *r = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
-    coll c = {0};
     /* The 1000 zero bytes do not match make_payload; count only. */
-    cr_assert_eq(ts_log_replay(r, 1, 0, collect, &c), BT_OK);
+    coll c = replay_log(r, 1, 0);
     cr_assert_eq(c.n, 1);
     cr_assert_eq(c.v[0].seq, 2);
     free(c.v);
@@ -394,10 +414,8 @@ static int stop_at_three(void *arg, uint64_t t, uint64_t s, const uint8_t *p, si
 Test(commitlog, replay_callback_aborts)
 {
     char *dir = make_dir();
+    append_and_close(dir, 1, 1, 5);
     ts_log *l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
-    for (uint64_t s = 1; s <= 5; s++) append_ok(l, 1, s);
-    cr_assert_eq(ts_log_close(l), BT_OK);
-    l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
     int calls = 0;
     cr_assert_eq(ts_log_replay(l, TS_LOG_ALL_TABLETS, 0, stop_at_three, &calls), 77);
     cr_assert_eq(calls, 3);
@@ -426,9 +444,7 @@ static void check_mode_round_trip(ts_durability d)
         append_ok(l, s % 4, s);
     }
     cr_assert_eq(ts_log_close(l), BT_OK);
-    coll c = replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
-    expect_records(&c, want, 500);
-    free(c.v);
+    expect_replay(dir, TS_LOG_ALL_TABLETS, 0, want, 500);
     remove_tree(dir);
 }
 
@@ -588,8 +604,7 @@ static void check_mapped_rolls(ts_durability d)
     cr_assert_eq(total, st.bytes);
 
     l = open_log(bt_env_posix(), dir, d, ROLL);
-    coll c = {0};
-    cr_assert_eq(ts_log_replay(l, TS_LOG_ALL_TABLETS, 0, collect, &c), BT_OK);
+    coll c = replay_log(l, TS_LOG_ALL_TABLETS, 0);
     cr_assert_eq(c.bad_payloads, 0);
     expect_records(&c, want, N);
     free(c.v);
@@ -649,9 +664,7 @@ Test(commitlog, mapped_file_creation_failure_fails_that_append_and_is_retried)
     size_t nrec;
     valid_bytes(dir, 2, &nrec);
     cr_assert_eq(nrec, 1);
-    coll c = replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
-    expect_records(&c, want, nw);
-    free(c.v);
+    expect_replay(dir, TS_LOG_ALL_TABLETS, 0, want, nw);
     remove_tree(dir);
 }
 
@@ -849,11 +862,6 @@ static size_t gc_step(ts_log *l, const char *dir, gc_model *m, int tablet, uint6
     return nb - na;
 }
 
-static void append_range(ts_log *l, uint64_t tablet, uint64_t from, uint64_t to)
-{
-    for (uint64_t s = from; s <= to; s++) append_ok(l, tablet, s);
-}
-
 Test(commitlog, rolling_and_deletion)
 {
     char *dir = make_dir();
@@ -954,14 +962,15 @@ static uint8_t *write_reference(const char *dir, size_t *len, uint64_t *ends, re
     return data;
 }
 
-/* Puts `data` in a fresh dir as the only log file and replays it. */
-static coll replay_image(const char *dir, const uint8_t *data, size_t len)
+/* Puts `data` in dir (emptied first) as the only log file and asserts that
+ * replaying it gives exactly want[0..n). */
+static void expect_image_replay(const char *dir, const uint8_t *data, size_t len, const rec *want, size_t n)
 {
     char p[512];
     clear_dir(dir);
     log_path(dir, 1, p, sizeof p);
     write_file(p, data, len);
-    return replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
+    expect_replay(dir, TS_LOG_ALL_TABLETS, 0, want, n);
 }
 
 Test(commitlog, torn_tail_yields_whole_records_before_the_cut, .timeout = 60)
@@ -978,9 +987,7 @@ Test(commitlog, torn_tail_yields_whole_records_before_the_cut, .timeout = 60)
         if (cut < tail_from && cut % 7 != 0) continue;
         size_t whole = 0;
         while (whole < TAIL_N && ends[whole] <= cut) whole++;
-        coll c = replay_image(trial, data, cut);
-        expect_records(&c, recs, whole);
-        free(c.v);
+        expect_image_replay(trial, data, cut, recs, whole);
         trials++;
     }
     cr_assert_gt(trials, 200);
@@ -1019,9 +1026,7 @@ Test(commitlog, garbage_tail_stops_before_the_damaged_record, .timeout = 60)
             for (size_t i = off; i < len; i++) img[i] = zero ? 0 : (uint8_t)rand_r(&seed);
             if (!zero && img[off] == data[off]) img[off] ^= 0x5a;
             size_t want = intact_prefix(data, img, ends);
-            coll c = replay_image(trial, img, len);
-            expect_records(&c, recs, want);
-            free(c.v);
+            expect_image_replay(trial, img, len, recs, want);
             trials++;
         }
     }
@@ -1029,9 +1034,7 @@ Test(commitlog, garbage_tail_stops_before_the_damaged_record, .timeout = 60)
     for (size_t extra = 1; extra <= 40; extra += 3) {
         memcpy(img, data, len);
         for (size_t i = 0; i < extra; i++) img[len + i] = (uint8_t)rand_r(&seed);
-        coll c = replay_image(trial, img, len + extra);
-        expect_records(&c, recs, TAIL_N);
-        free(c.v);
+        expect_image_replay(trial, img, len + extra, recs, TAIL_N);
     }
     cr_assert_gt(trials, 300);
     free(img);
@@ -1044,12 +1047,8 @@ Test(commitlog, damage_in_one_file_does_not_hide_later_files)
 {
     bt_log_set_level(BT_LOG_ERROR);
     char *dir = make_dir();
-    ts_log *l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
-    append_range(l, 1, 1, 10);
-    cr_assert_eq(ts_log_close(l), BT_OK);
-    l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
-    append_range(l, 1, 11, 20);
-    cr_assert_eq(ts_log_close(l), BT_OK);
+    append_and_close(dir, 1, 1, 10);
+    append_and_close(dir, 1, 11, 20);
     /* Tear file 1 in its middle: replay stops there and goes on with file 2. */
     char p[512];
     size_t len;
@@ -1147,9 +1146,7 @@ Test(commitlog, zero_filled_tail_is_a_clean_end)
     char *text = capture_stderr(reopen_quietly, dir);
     cr_assert_null(strstr(text, "commit log"), "a zero tail was reported: %s", text);
     free(text);
-    coll c = replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
-    expect_records(&c, want, 50);
-    free(c.v);
+    expect_replay(dir, TS_LOG_ALL_TABLETS, 0, want, 50);
 
     int fd = open(p, O_WRONLY | O_APPEND);
     cr_assert_geq(fd, 0);
@@ -1159,9 +1156,7 @@ Test(commitlog, zero_filled_tail_is_a_clean_end)
     cr_assert_not_null(strstr(text, "000000000001.log"), "garbage after zeros went unreported: %s", text);
     free(text);
     bt_log_set_level(BT_LOG_ERROR);
-    c = replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
-    expect_records(&c, want, 50);
-    free(c.v);
+    expect_replay(dir, TS_LOG_ALL_TABLETS, 0, want, 50);
     remove_tree(dir);
 }
 
@@ -1196,28 +1191,54 @@ static void expect_acked(const char *dir, const rec *acked, size_t nacked,
     free(c.v);
 }
 
+/* A log in a fresh directory on a fault env. */
+typedef struct fault_log {
+    char *dir;
+    bt_env *fe;
+    ts_log *l;
+} fault_log;
+
+static void fault_log_open(fault_log *x, ts_durability d, uint64_t roll)
+{
+    x->dir = make_dir();
+    x->fe = bt_env_fault_new(bt_env_posix());
+    x->l = open_log(x->fe, x->dir, d, roll);
+}
+
+/* Power loss: what the fault env holds unsynced is gone, and the log is
+ * closed (its files are dead now: errors expected). */
+static void fault_log_crash(fault_log *x)
+{
+    cr_assert_eq(bt_env_fault_drop_unsynced(x->fe), BT_OK);
+    ts_log_close(x->l);
+    x->l = NULL;
+}
+
+static void fault_log_finish(fault_log *x)
+{
+    bt_env_destroy(x->fe);
+    remove_tree(x->dir);
+}
+
 static void crash_test(ts_durability d)
 {
     bt_log_set_level(BT_LOG_ERROR);
-    char *dir = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
-    ts_log *l = open_log(fe, dir, d, 2048);
+    fault_log x;
+    fault_log_open(&x, d, 2048);
     rec acked[300], maybe[100];
     for (int i = 0; i < 300; i++) {
         acked[i] = (rec){ 1 + (uint64_t)i % 3, (uint64_t)i + 1 };
-        append_ok(l, acked[i].tablet, acked[i].seq);
+        append_ok(x.l, acked[i].tablet, acked[i].seq);
     }
-    if (d != TS_DURABILITY_SYNC) cr_assert_eq(ts_log_sync(l), BT_OK);
+    if (d != TS_DURABILITY_SYNC) cr_assert_eq(ts_log_sync(x.l), BT_OK);
     for (int i = 0; i < 100; i++) {
         maybe[i] = (rec){ 1 + (uint64_t)i % 3, 301 + (uint64_t)i };
         if (d == TS_DURABILITY_SYNC) continue;  /* SYNC acks are durable: nothing is "maybe" */
-        append_ok(l, maybe[i].tablet, maybe[i].seq);
+        append_ok(x.l, maybe[i].tablet, maybe[i].seq);
     }
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-    ts_log_close(l);  /* its files are dead now: errors expected */
-    expect_acked(dir, acked, 300, maybe, d == TS_DURABILITY_SYNC ? 0 : 100);
-    bt_env_destroy(fe);
-    remove_tree(dir);
+    fault_log_crash(&x);
+    expect_acked(x.dir, acked, 300, maybe, d == TS_DURABILITY_SYNC ? 0 : 100);
+    fault_log_finish(&x);
 }
 
 Test(commitlog, crash_keeps_every_acked_record_sync)
@@ -1238,22 +1259,21 @@ Test(commitlog, crash_keeps_records_synced_by_ts_log_sync_none)
 static void enospc_test(ts_durability d)
 {
     bt_log_set_level(BT_LOG_OFF);
-    char *dir = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
-    ts_log *l = open_log(fe, dir, d, 0);
+    fault_log x;
+    fault_log_open(&x, d, 0);
     rec acked[200];
     size_t na = 0;
     uint64_t seq = 0;
     for (int i = 0; i < 50; i++) {
         acked[na] = (rec){ 1, ++seq };
-        append_ok(l, 1, seq);
+        append_ok(x.l, 1, seq);
         na++;
     }
     /* A budget that runs out part way: appends succeed, then fail cleanly. */
-    bt_env_fault_set_space(fe, 1500);
+    bt_env_fault_set_space(x.fe, 1500);
     int rc = BT_OK, failed = 0;
     while (failed < 3) {
-        rc = try_append(l, 1, ++seq);
+        rc = try_append(x.l, 1, ++seq);
         if (rc == BT_OK) acked[na++] = (rec){ 1, seq };
         else {
             cr_assert_eq(rc, BT_ENOSPC, "got %s: %s", bt_errname(rc), bt_errmsg());
@@ -1262,18 +1282,16 @@ static void enospc_test(ts_durability d)
         cr_assert_lt(seq, 1000);
     }
     cr_assert_gt(na, 50, "the budget should have admitted some records");
-    bt_env_fault_set_space(fe, UINT64_MAX);
+    bt_env_fault_set_space(x.fe, UINT64_MAX);
     for (int i = 0; i < 20; i++) {
         acked[na] = (rec){ 1, ++seq };
-        append_ok(l, 1, seq);
+        append_ok(x.l, 1, seq);
         na++;
     }
-    cr_assert_eq(ts_log_sync(l), BT_OK);
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-    ts_log_close(l);
-    expect_acked(dir, acked, na, NULL, 0);
-    bt_env_destroy(fe);
-    remove_tree(dir);
+    cr_assert_eq(ts_log_sync(x.l), BT_OK);
+    fault_log_crash(&x);
+    expect_acked(x.dir, acked, na, NULL, 0);
+    fault_log_finish(&x);
 }
 
 Test(commitlog, enospc_fails_the_append_and_recovers_sync)
@@ -1289,36 +1307,33 @@ Test(commitlog, enospc_fails_the_append_and_recovers_group)
 Test(commitlog, failed_sync_is_not_acknowledged)
 {
     bt_log_set_level(BT_LOG_OFF);
-    char *dir = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
-    ts_log *l = open_log(fe, dir, TS_DURABILITY_SYNC, 0);
+    fault_log x;
+    fault_log_open(&x, TS_DURABILITY_SYNC, 0);
     rec acked[20];
     size_t na = 0;
     for (uint64_t s = 1; s <= 10; s++) {
-        append_ok(l, 1, s);
+        append_ok(x.l, 1, s);
         acked[na++] = (rec){ 1, s };
     }
     /* A lone SYNC append makes two calls: append, then sync. */
-    bt_env_fault_fail_nth(fe, 2, BT_EIO);
-    cr_assert_eq(try_append(l, 1, 11), BT_EIO);
+    bt_env_fault_fail_nth(x.fe, 2, BT_EIO);
+    cr_assert_eq(try_append(x.l, 1, 11), BT_EIO);
     /* The next append starts a new file; fail that file's creation too. */
-    bt_env_fault_fail_nth(fe, 1, BT_EIO);
-    cr_assert_eq(try_append(l, 1, 12), BT_EIO);
+    bt_env_fault_fail_nth(x.fe, 1, BT_EIO);
+    cr_assert_eq(try_append(x.l, 1, 12), BT_EIO);
     /* And a failing write. */
-    bt_env_fault_fail_nth(fe, 3, BT_EIO);   /* open, sync_dir, append */
-    cr_assert_eq(try_append(l, 1, 13), BT_EIO);
+    bt_env_fault_fail_nth(x.fe, 3, BT_EIO);   /* open, sync_dir, append */
+    cr_assert_eq(try_append(x.l, 1, 13), BT_EIO);
     for (uint64_t s = 14; s <= 17; s++) {
-        append_ok(l, 1, s);
+        append_ok(x.l, 1, s);
         acked[na++] = (rec){ 1, s };
     }
     ts_log_stats st;
-    ts_log_get_stats(l, &st);
+    ts_log_get_stats(x.l, &st);
     cr_assert_geq(st.active_file, 3, "each failure should abandon the active file");
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-    ts_log_close(l);
-    expect_acked(dir, acked, na, NULL, 0);
-    bt_env_destroy(fe);
-    remove_tree(dir);
+    fault_log_crash(&x);
+    expect_acked(x.dir, acked, na, NULL, 0);
+    fault_log_finish(&x);
 }
 
 typedef struct fail_arg { ts_log *l; uint64_t tablet; int rc[50]; } fail_arg;
@@ -1333,23 +1348,21 @@ static void *fail_writer(void *p)
 Test(commitlog, concurrent_appenders_see_batch_failures, .timeout = 60)
 {
     bt_log_set_level(BT_LOG_OFF);
-    char *dir = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
     /* No rolling: every counted call then belongs to some batch (a failed
      * roll is only retried by the next batch, and reports to nobody). */
-    ts_log *l = open_log(fe, dir, TS_DURABILITY_SYNC, 0);
+    fault_log x;
+    fault_log_open(&x, TS_DURABILITY_SYNC, 0);
     fail_arg a[4];
     pthread_t th[4];
     /* Some batch's write or sync fails while four threads append. */
-    bt_env_fault_fail_nth(fe, 40, BT_EIO);
+    bt_env_fault_fail_nth(x.fe, 40, BT_EIO);
     for (int i = 0; i < 4; i++) {
-        a[i] = (fail_arg){ .l = l, .tablet = (uint64_t)i + 1 };
+        a[i] = (fail_arg){ .l = x.l, .tablet = (uint64_t)i + 1 };
         pthread_create(&th[i], NULL, fail_writer, &a[i]);
     }
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-    ts_log_close(l);
-    coll c = replay_dir(dir, TS_LOG_ALL_TABLETS, 0);
+    fault_log_crash(&x);
+    coll c = replay_dir(x.dir, TS_LOG_ALL_TABLETS, 0);
     cr_assert_eq(c.bad_payloads, 0);
     int failures = 0;
     for (int t = 0; t < 4; t++) {
@@ -1364,8 +1377,7 @@ Test(commitlog, concurrent_appenders_see_batch_failures, .timeout = 60)
     }
     cr_assert_gt(failures, 0);
     free(c.v);
-    bt_env_destroy(fe);
-    remove_tree(dir);
+    fault_log_finish(&x);
 }
 
 /* ---- SIGKILL ------------------------------------------------------------------------- */
@@ -1416,8 +1428,7 @@ static void sigkill_rounds(ts_durability d, int rounds)
 
         /* Every acked seq is back, in order, with nothing missing before it. */
         ts_log *l = open_log(bt_env_posix(), dir, TS_DURABILITY_SYNC, 0);
-        coll c = {0};
-        cr_assert_eq(ts_log_replay(l, TS_LOG_ALL_TABLETS, base, collect, &c), BT_OK);
+        coll c = replay_log(l, TS_LOG_ALL_TABLETS, base);
         cr_assert_eq(c.bad_payloads, 0);
         for (size_t i = 0; i < c.n; i++)
             cr_assert_eq(c.v[i].seq, base + 1 + i, "round %d: replay has a hole or repeat", round);

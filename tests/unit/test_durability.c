@@ -948,23 +948,64 @@ Test(durability, sigkill_none_leaves_a_prefix, .timeout = 120)
 
 static const eng_cfg plain_cfg = { .durability = TS_DURABILITY_SYNC };
 
-Test(durability, enospc_in_the_commit_log, .timeout = 120)
+/* A tablet in a fresh directory on a fault env, whose space the tests ration. */
+typedef struct full_fx {
+    char *root;
+    bt_env *fe;
+    ts_engine *e;
+    ts_tablet *t;
+} full_fx;
+
+/* Creates the tablet with cfg and writes rows 0..rows-1, each acknowledged. */
+static void full_start(full_fx *x, const eng_cfg *cfg, int rows)
 {
     bt_log_set_level(BT_LOG_OFF);
-    char *root = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
-    ts_engine *e = open_engine(fe, root, &plain_cfg);
-    ts_tablet *t = create_tablet(e, root);
-    int next = 0;
-    for (; next < 50; next++) cr_assert_eq(put_row(t, next), BT_OK, "%s", bt_errmsg());
+    x->root = make_dir();
+    x->fe = bt_env_fault_new(bt_env_posix());
+    x->e = open_engine(x->fe, x->root, cfg);
+    x->t = create_tablet(x->e, x->root);
+    for (int i = 0; i < rows; i++) cr_assert_eq(put_row(x->t, i), BT_OK, "row %d: %s", i, bt_errmsg());
+}
 
-    bt_env_fault_set_space(fe, 3000);
+/* Closes tablet and engine, loses what the fault env holds unsynced (power
+ * loss after the close) and reopens with plain_cfg: on the same fault env,
+ * or with on_posix on the POSIX env (the fault env is destroyed). */
+static void full_power_cycle(full_fx *x, bool on_posix)
+{
+    cr_assert_eq(ts_tablet_close(x->t), BT_OK);
+    cr_assert_eq(ts_engine_close(x->e), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(bt_env_fault_drop_unsynced(x->fe), BT_OK);
+    bt_env *env = x->fe;
+    if (on_posix) {
+        bt_env_destroy(x->fe);
+        x->fe = NULL;
+        env = bt_env_posix();
+    }
+    x->e = open_engine(env, x->root, &plain_cfg);
+    x->t = open_tablet(x->e, x->root);
+}
+
+/* Closes tablet and engine (the fault env is gone by now) and removes the directory. */
+static void full_finish(full_fx *x)
+{
+    cr_assert_eq(ts_tablet_close(x->t), BT_OK);
+    cr_assert_eq(ts_engine_close(x->e), BT_OK);
+    remove_tree(x->root);
+}
+
+Test(durability, enospc_in_the_commit_log, .timeout = 120)
+{
+    full_fx x;
+    full_start(&x, &plain_cfg, 50);
+    int next = 50;
+
+    bt_env_fault_set_space(x.fe, 3000);
     int failed[8], nfailed = 0, acked = next;
     bool ok[400] = {0};
     for (int i = 0; i < 50; i++) ok[i] = true;
     while (nfailed < 3) {
         cr_assert_lt(next, 300, "the space budget never ran out");
-        int rc = put_row(t, next);
+        int rc = put_row(x.t, next);
         if (rc == BT_OK) {
             ok[next] = true;
             acked++;
@@ -979,32 +1020,24 @@ Test(durability, enospc_in_the_commit_log, .timeout = 120)
     }
     cr_assert_gt(acked, 50, "part of the budget should have been usable");
     for (int i = 0; i < next; i++) {
-        int rc = read_row_rc(t, i);
+        int rc = read_row_rc(x.t, i);
         if (ok[i]) cr_assert_eq(rc, BT_OK, "acked row %d: %s", i, bt_errmsg());
         else cr_assert_eq(rc, BT_ENOTFOUND, "failed row %d should not be visible", i);
     }
 
-    bt_env_fault_set_space(fe, UINT64_MAX);
+    bt_env_fault_set_space(x.fe, UINT64_MAX);
     for (int k = 0; k < 20; k++, next++) {
-        cr_assert_eq(put_row(t, next), BT_OK, "after space returned: %s", bt_errmsg());
+        cr_assert_eq(put_row(x.t, next), BT_OK, "after space returned: %s", bt_errmsg());
         ok[next] = true;
     }
-    cr_assert_eq(ts_tablet_close(t), BT_OK);
-    cr_assert_eq(ts_engine_close(e), BT_OK, "%s", bt_errmsg());
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-    bt_env_destroy(fe);
-
-    e = open_engine(bt_env_posix(), root, &plain_cfg);
-    t = open_tablet(e, root);
+    full_power_cycle(&x, true);
     for (int i = 0; i < next; i++) {
-        int rc = read_row_rc(t, i);
+        int rc = read_row_rc(x.t, i);
         if (ok[i]) cr_assert_eq(rc, BT_OK, "after reopen, acked row %d: %s", i, bt_errmsg());
         else cr_assert_eq(rc, BT_ENOTFOUND, "after reopen, failed row %d is visible", i);
     }
     (void)failed;
-    cr_assert_eq(ts_tablet_close(t), BT_OK);
-    cr_assert_eq(ts_engine_close(e), BT_OK);
-    remove_tree(root);
+    full_finish(&x);
 }
 
 static void expect_rows(ts_tablet *t, int n, const char *when)
@@ -1015,60 +1048,43 @@ static void expect_rows(ts_tablet *t, int n, const char *when)
 
 Test(durability, enospc_during_flush_loses_nothing, .timeout = 120)
 {
-    bt_log_set_level(BT_LOG_OFF);
-    char *root = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
-    ts_engine *e = open_engine(fe, root, &plain_cfg);
-    ts_tablet *t = create_tablet(e, root);
-    int n = 0;
-    for (; n < 300; n++) cr_assert_eq(put_row(t, n), BT_OK);
+    full_fx x;
+    full_start(&x, &plain_cfg, 300);
+    int n = 300;
 
     /* The SSTable cannot be written. */
-    bt_env_fault_set_space(fe, 1000);
-    int rc = ts_tablet_flush(t);
+    bt_env_fault_set_space(x.fe, 1000);
+    int rc = ts_tablet_flush(x.t);
     cr_assert_eq(rc, BT_ENOSPC, "flush: %s (%s)", bt_errname(rc), bt_errmsg());
-    expect_rows(t, n, "after the failed flush");
-    rc = ts_tablet_flush(t);
+    expect_rows(x.t, n, "after the failed flush");
+    rc = ts_tablet_flush(x.t);
     cr_assert_eq(rc, BT_ENOSPC, "second flush: %s (%s)", bt_errname(rc), bt_errmsg());
-    expect_rows(t, n, "after the second failed flush");
+    expect_rows(x.t, n, "after the second failed flush");
 
     /* Space returns: the same tablet flushes. */
-    bt_env_fault_set_space(fe, UINT64_MAX);
-    rc = ts_tablet_flush(t);
+    bt_env_fault_set_space(x.fe, UINT64_MAX);
+    rc = ts_tablet_flush(x.t);
     cr_assert_eq(rc, BT_OK, "flush after space returned: %s (%s)", bt_errname(rc), bt_errmsg());
     ts_tablet_stats st;
-    ts_tablet_get_stats(t, &st);
+    ts_tablet_get_stats(x.t, &st);
     cr_assert_geq(st.n_sstables, 1);
-    expect_rows(t, n, "after the flush");
-    for (int k = 0; k < 50; k++, n++) cr_assert_eq(put_row(t, n), BT_OK);
+    expect_rows(x.t, n, "after the flush");
+    for (int k = 0; k < 50; k++, n++) cr_assert_eq(put_row(x.t, n), BT_OK);
 
     /* Again, and this time close and reopen after the failure. */
-    bt_env_fault_set_space(fe, 500);
-    rc = ts_tablet_flush(t);
+    bt_env_fault_set_space(x.fe, 500);
+    rc = ts_tablet_flush(x.t);
     cr_assert_eq(rc, BT_ENOSPC, "flush: %s (%s)", bt_errname(rc), bt_errmsg());
-    cr_assert_eq(ts_tablet_close(t), BT_OK);
-    cr_assert_eq(ts_engine_close(e), BT_OK, "%s", bt_errmsg());
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-
-    e = open_engine(fe, root, &plain_cfg);
-    t = open_tablet(e, root);
-    expect_rows(t, n, "reopened after a failed flush");
-    rc = ts_tablet_flush(t);
+    full_power_cycle(&x, false);
+    expect_rows(x.t, n, "reopened after a failed flush");
+    rc = ts_tablet_flush(x.t);
     cr_assert_eq(rc, BT_ENOSPC, "flush with the disk still full: %s", bt_errname(rc));
-    bt_env_fault_set_space(fe, UINT64_MAX);
-    rc = ts_tablet_flush(t);
+    bt_env_fault_set_space(x.fe, UINT64_MAX);
+    rc = ts_tablet_flush(x.t);
     cr_assert_eq(rc, BT_OK, "flush after space returned: %s (%s)", bt_errname(rc), bt_errmsg());
-    cr_assert_eq(ts_tablet_close(t), BT_OK);
-    cr_assert_eq(ts_engine_close(e), BT_OK);
-    cr_assert_eq(bt_env_fault_drop_unsynced(fe), BT_OK);
-    bt_env_destroy(fe);
-
-    e = open_engine(bt_env_posix(), root, &plain_cfg);
-    t = open_tablet(e, root);
-    expect_rows(t, n, "final reopen");
-    cr_assert_eq(ts_tablet_close(t), BT_OK);
-    cr_assert_eq(ts_engine_close(e), BT_OK);
-    remove_tree(root);
+    full_power_cycle(&x, true);
+    expect_rows(x.t, n, "final reopen");
+    full_finish(&x);
 }
 
 /* The disk fills while background minor compactions run (small memtables):
@@ -1076,19 +1092,15 @@ Test(durability, enospc_during_flush_loses_nothing, .timeout = 120)
  * returns writes go through again without any explicit maintenance call. */
 Test(durability, enospc_in_background_compaction_recovers, .timeout = 120)
 {
-    bt_log_set_level(BT_LOG_OFF);
-    char *root = make_dir();
-    bt_env *fe = bt_env_fault_new(bt_env_posix());
+    full_fx x;
     eng_cfg c = { .durability = TS_DURABILITY_SYNC, .memtable_bytes = 4096, .merge_trigger = 4 };
-    ts_engine *e = open_engine(fe, root, &c);
-    ts_tablet *t = create_tablet(e, root);
-    int n = 0;
-    for (; n < 100; n++) cr_assert_eq(put_row(t, n), BT_OK, "%s", bt_errmsg());
-    cr_assert_eq(ts_tablet_wait_idle(t), BT_OK);
+    full_start(&x, &c, 100);
+    int n = 100;
+    cr_assert_eq(ts_tablet_wait_idle(x.t), BT_OK);
     int acked = n, failures = 0;
-    bt_env_fault_set_space(fe, 12000);
+    bt_env_fault_set_space(x.fe, 12000);
     for (int k = 0; k < 400 && failures < 5; k++) {
-        int rc = put_row(t, n);
+        int rc = put_row(x.t, n);
         if (rc == BT_OK) {
             cr_assert_eq(failures, 0, "row %d acknowledged after an earlier one failed", n);
             acked = ++n;
@@ -1098,22 +1110,22 @@ Test(durability, enospc_in_background_compaction_recovers, .timeout = 120)
         }
     }
     cr_assert_gt(failures, 0, "the disk never filled");
-    expect_rows(t, acked, "with the disk full");
+    expect_rows(x.t, acked, "with the disk full");
 
-    bt_env_fault_set_space(fe, UINT64_MAX);
+    bt_env_fault_set_space(x.fe, UINT64_MAX);
     /* Rows are written from index acked on: failed ones are retried. */
     n = acked;
     for (int k = 0; k < 200; k++, n++) {
-        int rc = put_row(t, n);
+        int rc = put_row(x.t, n);
         cr_assert_eq(rc, BT_OK, "write %d after space returned: %s (%s)", n, bt_errname(rc), bt_errmsg());
     }
-    cr_assert_eq(ts_tablet_wait_idle(t), BT_OK, "%s", bt_errmsg());
-    expect_rows(t, n, "after space returned");
-    cr_assert_eq(ts_tablet_close(t), BT_OK);
-    cr_assert_eq(ts_engine_close(e), BT_OK, "%s", bt_errmsg());
-    bt_env_destroy(fe);
-    cr_assert_eq(reopen_and_check(root, &c, n, n, "reopen after disk full"), n);
-    remove_tree(root);
+    cr_assert_eq(ts_tablet_wait_idle(x.t), BT_OK, "%s", bt_errmsg());
+    expect_rows(x.t, n, "after space returned");
+    cr_assert_eq(ts_tablet_close(x.t), BT_OK);
+    cr_assert_eq(ts_engine_close(x.e), BT_OK, "%s", bt_errmsg());
+    bt_env_destroy(x.fe);
+    cr_assert_eq(reopen_and_check(x.root, &c, n, n, "reopen after disk full"), n);
+    remove_tree(x.root);
 }
 
 /* ---- 5: every env call of a workload fails in turn ----------------------------------------- */
@@ -1267,23 +1279,35 @@ typedef struct log_file_ref {
     uint64_t size;
 } log_file_ref;
 
+/* The next *.log entry of open directory d (of dir): its path (caller frees)
+ * and, with name, its file name; NULL at the end. */
+static char *next_log_path(DIR *d, const char *dir, const char **name)
+{
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 4, ".log") != 0) continue;
+        if (name) *name = de->d_name;
+        return path_join(dir, de->d_name);
+    }
+    return NULL;
+}
+
 /* The newest non-empty log file in dir. */
 static log_file_ref newest_log(const char *dir)
 {
     log_file_ref best = {0};
     DIR *d = opendir(dir);
     cr_assert_not_null(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len < 5 || strcmp(de->d_name + len - 4, ".log") != 0) continue;
-        char *p = path_join(dir, de->d_name);
+    const char *name;
+    char *p;
+    while ((p = next_log_path(d, dir, &name)) != NULL) {
         struct stat st;
         cr_assert_eq(stat(p, &st), 0);
         free(p);
-        uint64_t num = strtoull(de->d_name, NULL, 10);
+        uint64_t num = strtoull(name, NULL, 10);
         if (st.st_size > 0 && num >= best.number) {
-            snprintf(best.name, sizeof best.name, "%s", de->d_name);
+            snprintf(best.name, sizeof best.name, "%s", name);
             best.number = num;
             best.size = (uint64_t)st.st_size;
         }
@@ -1297,11 +1321,8 @@ static void remove_logs(const char *dir)
 {
     DIR *d = opendir(dir);
     cr_assert_not_null(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len < 5 || strcmp(de->d_name + len - 4, ".log") != 0) continue;
-        char *p = path_join(dir, de->d_name);
+    char *p;
+    while ((p = next_log_path(d, dir, NULL)) != NULL) {
         cr_assert_eq(unlink(p), 0);
         free(p);
     }

@@ -14,14 +14,20 @@
 #include <pthread.h>
 #include <time.h>
 
+/* Number of rows in a text rendering (one line each). */
+static int count_lines(const char *txt)
+{
+    int lines = 0;
+    for (const char *p = txt; *p; p++) lines += *p == '\n';
+    return lines;
+}
+
 /* ---- cells ------------------------------------------------------------------------ */
 
 Test(tablet, set_and_read_one_row)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    tu_start_abc(&f, TS_DURABILITY_SYNC);
     MUT(f.t, "row1", SET("a", "q", 10, "hello"));
 
     ts_row r;
@@ -53,9 +59,7 @@ Test(tablet, set_and_read_one_row)
 Test(tablet, families_qualifiers_and_cell_order)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     /* written out of order on purpose, in one mutation */
     MUT(f.t, "row1", SET("b", "q2", 10, "v1"), SET("a", "", 5, "e"), tu_set("a", "q\0x", 3, 7, "z1", 2),
         SET("a", "q", 7, "z0"), SET("a", "q", 9, "z2"), tu_set("c", "\0", 1, 1, "n", 1),
@@ -127,9 +131,7 @@ Test(tablet, families_qualifiers_and_cell_order)
 Test(tablet, server_time_uses_the_engine_clock)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    tu_start_abc(&f, TS_DURABILITY_SYNC);
     tu_set_clock(123456789);
     MUT(f.t, "r", SET("a", "q", TS_SERVER_TIME, "v1"));
     tu_set_clock(123456999);
@@ -232,9 +234,7 @@ Test(tablet, mutation_and_read_errors)
     MUT(t, "lzzz", SET("a", "q", 1, "last"));
     ts_read_options cnt = {.strip_value = true};
     char *txt = tu_scan_text(t, &cnt);
-    int lines = 0;
-    for (char *p = txt; *p; p++) lines += *p == '\n';
-    cr_assert_eq(lines, 4, "%s", txt);
+    cr_assert_eq(count_lines(txt), 4, "%s", txt);
     free(txt);
     free(bigq);
     free(longrow);
@@ -244,9 +244,7 @@ Test(tablet, mutation_and_read_errors)
 Test(tablet, failed_mutation_applies_nothing)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_SYNC);
+    tu_start_abc(&f, TS_DURABILITY_SYNC);
     MUT(f.t, "r", SET("a", "keep", 1, "k"));
     uint8_t *bigq = calloc(1, TS_MAX_QUALIFIER + 1);
     ts_mutation bad1[] = {SET("a", "q", 1, "x"), SET("zz", "q", 1, "y"), SET("b", "q", 1, "z")};
@@ -278,9 +276,7 @@ Test(tablet, failed_mutation_applies_nothing)
 Test(tablet, versions_newest_first_and_limits)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     MUT(f.t, "r", SET("a", "q", 20, "v20"));
     MUT(f.t, "r", SET("a", "q", 10, "v10"));
     MUT(f.t, "r", SET("a", "q", 30, "v30"), SET("a", "p", 1, "p1"));
@@ -310,9 +306,7 @@ Test(tablet, versions_newest_first_and_limits)
 Test(tablet, same_timestamp_later_write_wins)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     MUT(f.t, "r", SET("a", "q", 5, "old"), SET("a", "q", 6, "six"));
     MUT(f.t, "r", SET("a", "q", 5, "new"));
     tu_expect_read(f.t, "r", NULL, "r: a:q@6=six a:q@5=new\n", "memtable");
@@ -377,6 +371,21 @@ static void del_again(ts_tablet *t)
     MUT(t, "r", SET("a", "q", 20, "q20again"));
 }
 
+/* del_puts, then del_deletes over them; with flush_puts the puts are in an SSTable first. */
+static void del_write(ts_tablet *t, bool flush_puts)
+{
+    del_puts(t);
+    if (flush_puts) tu_flush(t);
+    del_deletes(t);
+}
+
+/* A tablet over the tu_schema_abc schema holding del_write(flush_puts). */
+static void del_start(tu_fx *f, ts_durability d, bool flush_puts)
+{
+    tu_start_abc(f, d);
+    del_write(f->t, flush_puts);
+}
+
 /* Point reads of every row agree with the scan. */
 static void del_check(ts_tablet *t, const char *want, const char *what)
 {
@@ -399,11 +408,7 @@ static void del_check(ts_tablet *t, const char *want, const char *what)
 Test(tablet, deletes_in_memtable)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    del_puts(f.t);
-    del_deletes(f.t);
+    del_start(&f, TS_DURABILITY_NONE, false);
     del_check(f.t, DEL_WANT1, "memtable after deletes");
     del_again(f.t);
     del_check(f.t, DEL_WANT2, "memtable after puts over deletes");
@@ -416,12 +421,7 @@ Test(tablet, deletes_in_memtable)
 Test(tablet, deletes_across_sstables)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    del_puts(f.t);
-    tu_flush(f.t);
-    del_deletes(f.t);
+    del_start(&f, TS_DURABILITY_NONE, true);
     del_check(f.t, DEL_WANT1, "markers in memtable, data in sstable");
     tu_flush(f.t);
     tu_sst_stat st;
@@ -439,12 +439,7 @@ Test(tablet, deletes_across_sstables)
 Test(tablet, deletes_after_major_compaction)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
-    del_puts(f.t);
-    tu_flush(f.t);
-    del_deletes(f.t);
+    del_start(&f, TS_DURABILITY_NONE, true);
     tu_flush(f.t);
     tu_compact(f.t);
     del_check(f.t, DEL_WANT1, "compacted deletes");
@@ -477,12 +472,8 @@ Test(tablet, deletes_after_major_compaction)
 Test(tablet, deletes_after_reopen_and_replay)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_SYNC);
     /* (1) everything in the commit log only */
-    del_puts(f.t);
-    del_deletes(f.t);
+    del_start(&f, TS_DURABILITY_SYNC, false);
     tu_crash_reopen(&f);
     del_check(f.t, DEL_WANT1, "replayed deletes");
     del_again(f.t);
@@ -493,10 +484,7 @@ Test(tablet, deletes_after_reopen_and_replay)
     tu_finish(&f);
 
     /* (2) data flushed, markers only in the log */
-    tu_start(&f, &s, TS_DURABILITY_SYNC);
-    del_puts(f.t);
-    tu_flush(f.t);
-    del_deletes(f.t);
+    del_start(&f, TS_DURABILITY_SYNC, true);
     tu_crash_reopen(&f);
     del_check(f.t, DEL_WANT1, "replayed markers over flushed data");
     del_again(f.t);
@@ -517,18 +505,13 @@ Test(tablet, close_and_reopen_in_the_same_engine_keeps_unflushed_writes)
         f.eo.group_ms = 1000;  /* records stay buffered while the tablet closes and reopens */
         tu_engine_open(&f);
         tu_create(&f, &s, NULL, NULL);
-        del_puts(f.t);
-        del_deletes(f.t);
-        cr_assert_eq(ts_tablet_close(f.t), BT_OK);
-        f.t = NULL;
-        tu_open_tablet(&f);  /* same engine, same log */
+        del_write(f.t, false);
+        tu_reopen_tablet(&f);  /* same engine, same log */
         del_check(f.t, DEL_WANT1, "reopened in the same engine");
         del_again(f.t);
         tu_flush(f.t);
         MUT(f.t, "x", SET("a", "q", 10, "x10"));  /* the same cell again, unflushed */
-        cr_assert_eq(ts_tablet_close(f.t), BT_OK);
-        f.t = NULL;
-        tu_open_tablet(&f);
+        tu_reopen_tablet(&f);
         del_check(f.t, DEL_WANT2, "reopened twice in the same engine");
         tu_reopen(&f);
         del_check(f.t, DEL_WANT2, "new engine");
@@ -539,9 +522,7 @@ Test(tablet, close_and_reopen_in_the_same_engine_keeps_unflushed_writes)
 Test(tablet, delete_order_within_one_mutation)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     MUT(f.t, "a", SET("a", "q", 5, "x"), DELROW());
     MUT(f.t, "b", DELROW(), SET("a", "q", 5, "y"));
     MUT(f.t, "c", SET("b", "q", 5, "x"), DELFAM("b"), SET("b", "r", 1, "z"));
@@ -695,9 +676,7 @@ Test(tablet, locality_groups)
     ts_read_options oc = {.columns = &cc, .n_columns = 1}, oa = {.columns = &ca, .n_columns = 1};
     tu_expect_read(f.t, "row0000", &oc, "row0000: c:x@1=c0\n", "family c with group 0 damaged");
     char *txt = tu_scan_text(f.t, &oc);
-    int lines = 0;
-    for (char *p = txt; *p; p++) lines += *p == '\n';
-    cr_assert_eq(lines, n - n / 10, "family c scan with group 0 damaged");
+    cr_assert_eq(count_lines(txt), n - n / 10, "family c scan with group 0 damaged");
     free(txt);
     ts_row r;
     int rc = ts_tablet_read_row(f.t, (const uint8_t *)"row0000", 7, &oa, &r);
@@ -707,15 +686,21 @@ Test(tablet, locality_groups)
 
 /* ---- compactions ------------------------------------------------------------------------------------ */
 
+/* The a:v value fill_rows(tag) writes into row i: vlen bytes and a NUL into val. */
+static void row_value(char *val, int vlen, const char *tag, int i)
+{
+    int n = snprintf(val, (size_t)vlen + 1, "%s-%d-", tag, i);
+    for (int k = n; k < vlen; k++) val[k] = (char)('a' + (i + k) % 26);
+    val[vlen] = '\0';
+}
+
 static void fill_rows(ts_tablet *t, int from, int to, int vlen, const char *tag)
 {
     char *val = malloc((size_t)vlen + 1);
     for (int i = from; i < to; i++) {
         char row[32];
         snprintf(row, sizeof row, "row%05d", i);
-        int n = snprintf(val, (size_t)vlen + 1, "%s-%d-", tag, i);
-        for (int k = n; k < vlen; k++) val[k] = (char)('a' + (i + k) % 26);
-        val[vlen] = '\0';
+        row_value(val, vlen, tag, i);
         MUT(t, row, SET("a", "v", 1, val), SET("b", "w", 2, tag));
     }
     free(val);
@@ -736,8 +721,7 @@ static void check_rows(ts_tablet *t, int from, int to, int vlen, const char *tag
         cr_assert(r.key_len == strlen(row) && memcmp(r.key, row, r.key_len) == 0, "row %d: got %.*s", i,
                   (int)r.key_len, r.key);
         cr_assert_eq(r.n_cells, 2, "row %s", row);
-        int n = snprintf(val, (size_t)vlen + 1, "%s-%d-", tag, i);
-        for (int k = n; k < vlen; k++) val[k] = (char)('a' + (i + k) % 26);
+        row_value(val, vlen, tag, i);
         cr_assert(r.cells[0].value_len == (size_t)vlen && memcmp(r.cells[0].value, val, (size_t)vlen) == 0,
                   "row %s: wrong value", row);
         cr_assert(r.cells[1].value_len == strlen(tag) && memcmp(r.cells[1].value, tag, strlen(tag)) == 0);
@@ -754,11 +738,7 @@ Test(tablet, background_compactions)
     tu_fx f;
     ts_schema s;
     tu_schema_abc(&s);
-    tu_init(&f, TS_DURABILITY_NONE);
-    f.eo.memtable_bytes = 64 << 10;
-    f.eo.merge_trigger = 3;
-    tu_engine_open(&f);
-    tu_create(&f, &s, NULL, NULL);
+    tu_start_tuned(&f, &s, 64 << 10, 3);
     const int n = 6000, vlen = 200;
     fill_rows(f.t, 0, n, vlen, "one");
     cr_assert_eq(ts_tablet_wait_idle(f.t), BT_OK);
@@ -828,10 +808,7 @@ Test(tablet, merging_compaction_of_newer_sstables_keeps_markers)
     tu_fx f;
     ts_schema s;
     tu_schema_abc(&s);
-    tu_init(&f, TS_DURABILITY_NONE);
-    f.eo.merge_trigger = 16;
-    tu_engine_open(&f);
-    tu_create(&f, &s, NULL, NULL);
+    tu_start_tuned(&f, &s, 0, 16);
     const int n = 400, vlen = 1000;
     fill_rows(f.t, 0, n, vlen, "big");
     tu_flush(f.t);
@@ -883,11 +860,7 @@ Test(tablet, major_compaction_leaves_one_sstable_per_group)
     tu_fx f;
     ts_schema s;
     two_group_schema(&s);
-    tu_init(&f, TS_DURABILITY_NONE);
-    f.eo.memtable_bytes = 32 << 10;
-    f.eo.merge_trigger = 8;
-    tu_engine_open(&f);
-    tu_create(&f, &s, NULL, NULL);
+    tu_start_tuned(&f, &s, 32 << 10, 8);
     for (int i = 0; i < 3000; i++) {
         char row[32], v[64];
         snprintf(row, sizeof row, "row%04d", i % 1000);
@@ -907,9 +880,7 @@ Test(tablet, major_compaction_leaves_one_sstable_per_group)
     cr_assert_eq(ss.entries, 6000);
     ts_read_options o = {.versions = 1};
     char *txt = tu_scan_text(f.t, &o);
-    int lines = 0;
-    for (char *p = txt; *p; p++) lines += *p == '\n';
-    cr_assert_eq(lines, 1000);
+    cr_assert_eq(count_lines(txt), 1000);
     cr_assert_not_null(strstr(txt, "row0999: a:x@2999=value-2999-0123456789abcdef0123456789 "
                                    "c:y@2999=value-2999-0123456789abcdef0123456789\n"));
     free(txt);
@@ -951,12 +922,21 @@ static void check_child(ts_tablet *c, int from, int to, int total, int vlen, con
     }
 }
 
+/* The directories ROOT/<left> and ROOT/<right> for the two children of a split. */
+typedef struct child_dirs { char left[160], right[160]; } child_dirs;
+
+static child_dirs child_dirs_in(const tu_fx *f, const char *left, const char *right)
+{
+    child_dirs d;
+    snprintf(d.left, sizeof d.left, "%s/%s", f->root, left);
+    snprintf(d.right, sizeof d.right, "%s/%s", f->root, right);
+    return d;
+}
+
 Test(tablet, split_at_explicit_row)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     const int n = 400, vlen = 100;
     fill_rows(f.t, 0, 150, vlen, "v");
     tu_flush(f.t);
@@ -968,12 +948,10 @@ Test(tablet, split_at_explicit_row)
     MUT(f.t, "row00010", DELROW());
     fill_rows(f.t, 10, 11, vlen, "v");
 
-    char dl[160], dr[160];
-    snprintf(dl, sizeof dl, "%s/left", f.root);
-    snprintf(dr, sizeof dr, "%s/right", f.root);
+    child_dirs d = child_dirs_in(&f, "left", "right");
     ts_tablet *L = NULL, *R = NULL;
     ts_tablet *parent = f.t;
-    int rc = ts_tablet_split(parent, (const uint8_t *)"row00200", 8, dl, 2, dr, 3, &L, &R);
+    int rc = ts_tablet_split(parent, (const uint8_t *)"row00200", 8, d.left, 2, d.right, 3, &L, &R);
     cr_assert_eq(rc, BT_OK, "split: %s", bt_errmsg());
     f.t = NULL;
     cr_assert_eq(ts_tablet_id(L), 2);
@@ -993,13 +971,11 @@ Test(tablet, split_at_explicit_row)
     MUT(L, "row00199x", DELROW());
 
     /* splitting at a row outside the range, or at its start, fails and the tablet goes on */
-    char d3[160], d4[160];
-    snprintf(d3, sizeof d3, "%s/x3", f.root);
-    snprintf(d4, sizeof d4, "%s/x4", f.root);
+    child_dirs x = child_dirs_in(&f, "x3", "x4");
     ts_tablet *a = NULL, *b = NULL;
-    EXPECT_ERR(ts_tablet_split(L, (const uint8_t *)"row00300", 8, d3, 4, d4, 5, &a, &b), BT_EINVAL);
-    EXPECT_ERR(ts_tablet_split(R, (const uint8_t *)"row00100", 8, d3, 4, d4, 5, &a, &b), BT_EINVAL);
-    EXPECT_ERR(ts_tablet_split(R, (const uint8_t *)"row00200", 8, d3, 4, d4, 5, &a, &b), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_split(L, (const uint8_t *)"row00300", 8, x.left, 4, x.right, 5, &a, &b), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_split(R, (const uint8_t *)"row00100", 8, x.left, 4, x.right, 5, &a, &b), BT_EINVAL);
+    EXPECT_ERR(ts_tablet_split(R, (const uint8_t *)"row00200", 8, x.left, 4, x.right, 5, &a, &b), BT_EINVAL);
     cr_assert_null(a);
     cr_assert_null(b);
     MUT(R, "row00250", SET("c", "z", 1, "after failed split"));
@@ -1011,15 +987,15 @@ Test(tablet, split_at_explicit_row)
     cr_assert_eq(ts_engine_close(f.e), BT_OK);
     f.e = NULL;
     tu_engine_open(&f);
-    cr_assert_eq(ts_tablet_open(f.e, dl, &L), BT_OK, "%s", bt_errmsg());
-    cr_assert_eq(ts_tablet_open(f.e, dr, &R), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(ts_tablet_open(f.e, d.left, &L), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(ts_tablet_open(f.e, d.right, &R), BT_OK, "%s", bt_errmsg());
     check_child(L, 0, 200, n, vlen, "v");
     check_child(R, 200, n, n, vlen, "v");
 
     /* a child's compaction rewrites its half; the sibling still reads the inherited files */
     tu_compact(L);
     tu_sst_stat st;
-    tu_sst_scan(dl, &st);
+    tu_sst_scan(d.left, &st);
     cr_assert_eq(st.files, 1);
     cr_assert_eq(st.puts, 2 * 200, "left child's compaction copied other rows");
     tu_sst_scan(f.tdir, &st);
@@ -1027,7 +1003,7 @@ Test(tablet, split_at_explicit_row)
     check_child(R, 200, n, n, vlen, "v");
     check_child(L, 0, 200, n, vlen, "v");
     tu_compact(R);
-    tu_sst_scan(dr, &st);
+    tu_sst_scan(d.right, &st);
     cr_assert_eq(st.puts, 2 * 200);
     check_child(R, 200, n, n, vlen, "v");
     tu_sst_scan(f.tdir, &st);
@@ -1040,16 +1016,12 @@ Test(tablet, split_at_explicit_row)
 Test(tablet, split_at_middle_from_indexes)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     const int n = 2000, vlen = 120;
     fill_rows(f.t, 0, n, vlen, "m");
-    char dl[160], dr[160];
-    snprintf(dl, sizeof dl, "%s/left", f.root);
-    snprintf(dr, sizeof dr, "%s/right", f.root);
+    child_dirs d = child_dirs_in(&f, "left", "right");
     ts_tablet *L = NULL, *R = NULL;
-    int rc = ts_tablet_split(f.t, NULL, 0, dl, 7, dr, 8, &L, &R);
+    int rc = ts_tablet_split(f.t, NULL, 0, d.left, 7, d.right, 8, &L, &R);
     cr_assert_eq(rc, BT_OK, "split: %s", bt_errmsg());
     f.t = NULL;
     char lfirst[32], llast[32], rfirst[32], rlast[32];
@@ -1064,11 +1036,9 @@ Test(tablet, split_at_middle_from_indexes)
     check_child(L, 0, mid, n, vlen, "m");
     check_child(R, mid, n, n, vlen, "m");
     /* splitting again works on the inherited files and their ranges */
-    char d3[160], d4[160];
-    snprintf(d3, sizeof d3, "%s/ll", f.root);
-    snprintf(d4, sizeof d4, "%s/lr", f.root);
+    child_dirs of_left = child_dirs_in(&f, "ll", "lr");
     ts_tablet *LL = NULL, *LR = NULL;
-    rc = ts_tablet_split(L, (const uint8_t *)"row00100", 8, d3, 9, d4, 10, &LL, &LR);
+    rc = ts_tablet_split(L, (const uint8_t *)"row00100", 8, of_left.left, 9, of_left.right, 10, &LL, &LR);
     cr_assert_eq(rc, BT_OK, "second split: %s", bt_errmsg());
     check_child(LL, 0, 100, n, vlen, "m");
     check_child(LR, 100, mid, n, vlen, "m");
@@ -1116,6 +1086,15 @@ Test(tablet, set_schema_adds_a_family)
     tu_finish(&f);
 }
 
+/* Replaces the file at path with buf[0..len). */
+static void write_file(const char *path, const uint8_t *buf, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp, "fopen %s", path);
+    cr_assert_eq(fwrite(buf, 1, len, fp), len);
+    fclose(fp);
+}
+
 Test(tablet, damaged_manifest_is_corruption)
 {
     tu_fx f;
@@ -1137,9 +1116,7 @@ Test(tablet, damaged_manifest_is_corruption)
     ts_tablet *t = NULL;
     for (size_t i = 0; i < len; i++) {
         buf[i] ^= 0x20;
-        fp = fopen(path, "wb");
-        cr_assert_eq(fwrite(buf, 1, len, fp), len);
-        fclose(fp);
+        write_file(path, buf, len);
         bt_errclear();
         int rc = ts_tablet_open(f.e, f.tdir, &t);
         cr_assert_eq(rc, BT_ECORRUPT, "byte %zu flipped: got %s", i, bt_errname(rc));
@@ -1147,14 +1124,10 @@ Test(tablet, damaged_manifest_is_corruption)
         buf[i] ^= 0x20;
     }
     /* truncated, too */
-    fp = fopen(path, "wb");
-    cr_assert_eq(fwrite(buf, 1, len / 2, fp), len / 2);
-    fclose(fp);
+    write_file(path, buf, len / 2);
     cr_assert_eq(ts_tablet_open(f.e, f.tdir, &t), BT_ECORRUPT);
     /* restored: opens and reads */
-    fp = fopen(path, "wb");
-    cr_assert_eq(fwrite(buf, 1, len, fp), len);
-    fclose(fp);
+    write_file(path, buf, len);
     tu_open_tablet(&f);
     tu_expect_read(f.t, "r", NULL, "r: a:q@1=x\n", "restored manifest");
     cr_assert_eq(ts_tablet_close(f.t), BT_OK);

@@ -22,13 +22,19 @@
 
 /* ---- GC policies ----------------------------------------------------------------------------- */
 
+/* A tablet over families a, b, c (no GC) and `fam` with the given GC policy. */
+static void start_with_gc_family(tu_fx *f, const char *fam, uint32_t max_versions, int64_t max_age_us)
+{
+    ts_schema s;
+    tu_schema_abc(&s);
+    cr_assert_eq(ts_schema_add_family(&s, fam, max_versions, max_age_us), BT_OK);
+    tu_start(f, &s, TS_DURABILITY_NONE);
+}
+
 Test(tablet_reads, gc_max_versions)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    cr_assert_eq(ts_schema_add_family(&s, "v", 2, 0), BT_OK);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    start_with_gc_family(&f, "v", 2, 0);
     for (int ts = 1; ts <= 5; ts++) {
         char v[8];
         snprintf(v, sizeof v, "v%d", ts);
@@ -60,10 +66,7 @@ Test(tablet_reads, gc_max_versions)
 Test(tablet_reads, gc_max_age_with_fake_clock)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    cr_assert_eq(ts_schema_add_family(&s, "t", 0, 1000), BT_OK);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    start_with_gc_family(&f, "t", 0, 1000);
     const int64_t now = TU_BASE_NOW;
     MUT(f.t, "r", SET("t", "q", now - 500, "young"), SET("t", "q", now - 900, "mid"),
         SET("t", "q", now - 1500, "old"), SET("a", "q", now - 5000, "keep"));
@@ -95,6 +98,22 @@ Test(tablet_reads, gc_max_age_with_fake_clock)
     tu_finish(&f);
 }
 
+/* Row r reads `want` now, after a major compaction (which leaves n_i and n_u
+ * cells of families i and u) and after a reopen; `when` names the moment. */
+static void gc_expect_kept(tu_fx *f, const char *want, uint64_t n_i, uint64_t n_u, const char *when)
+{
+    char what[64];
+    tu_expect_read(f->t, "r", NULL, want, when);
+    tu_compact(f->t);
+    snprintf(what, sizeof what, "%s, compacted", when);
+    tu_expect_read(f->t, "r", NULL, want, what);
+    cr_assert_eq(tu_sst_count_family(f->tdir, "i"), n_i, "%s", what);
+    cr_assert_eq(tu_sst_count_family(f->tdir, "u"), n_u, "%s", what);
+    tu_reopen(f);
+    snprintf(what, sizeof what, "%s, reopened", when);
+    tu_expect_read(f->t, "r", NULL, want, what);
+}
+
 Test(tablet_reads, gc_union_and_intersection)
 {
     tu_fx f;
@@ -115,25 +134,13 @@ Test(tablet_reads, gc_union_and_intersection)
     char want[256];
     snprintf(want, sizeof want, "r: i:q@%lld=n100 i:q@%lld=n200 u:q@%lld=n100\n", (long long)(now - 100),
              (long long)(now - 200), (long long)(now - 100));
-    tu_expect_read(f.t, "r", NULL, want, "read time");
-    tu_compact(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "compacted");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 2);
-    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 1);
-    tu_reopen(&f);
-    tu_expect_read(f.t, "r", NULL, want, "reopened");
+    gc_expect_kept(&f, want, 2, 1, "read time");
     cr_assert(ts_tablet_schema(f.t)->families[0].gc_intersection);
     cr_assert(!ts_tablet_schema(f.t)->families[1].gc_intersection);
     /* later: the newest version of i is old but within max_versions: kept */
     tu_set_clock(now + 5000);
     snprintf(want, sizeof want, "r: i:q@%lld=n100\n", (long long)(now - 100));
-    tu_expect_read(f.t, "r", NULL, want, "clock moved");
-    tu_compact(f.t);
-    tu_expect_read(f.t, "r", NULL, want, "compacted later");
-    cr_assert_eq(tu_sst_count_family(f.tdir, "i"), 1);
-    cr_assert_eq(tu_sst_count_family(f.tdir, "u"), 0);
-    tu_reopen(&f);
-    tu_expect_read(f.t, "r", NULL, want, "reopened later");
+    gc_expect_kept(&f, want, 1, 0, "clock moved");
     tu_finish(&f);
 }
 
@@ -326,9 +333,7 @@ static void filters_all(ts_tablet *t)
 Test(tablet_reads, read_filters)
 {
     tu_fx f;
-    ts_schema s;
-    tu_schema_abc(&s);
-    tu_start(&f, &s, TS_DURABILITY_NONE);
+    tu_start_abc(&f, TS_DURABILITY_NONE);
     filter_data(f.t);
     filters_all(f.t);
     /* point reads ignore the row range fields */
@@ -740,10 +745,7 @@ Test(tablet_model, thousand_rows_over_memtable_and_sstables)
     tu_fx f;
     ts_schema s;
     model_schema(&s);
-    tu_init(&f, TS_DURABILITY_NONE);
-    f.eo.merge_trigger = 16;   /* keep the SSTables apart */
-    tu_engine_open(&f);
-    tu_create(&f, &s, NULL, NULL);
+    tu_start_tuned(&f, &s, 0, 16);   /* merge trigger 16: keep the SSTables apart */
     model m;
     model_init(&m, 1000, key_1000);
     uint64_t seed = 1000;
@@ -813,11 +815,7 @@ static void random_run(uint64_t seed)
     tu_fx f;
     ts_schema s;
     model_schema(&s);
-    tu_init(&f, TS_DURABILITY_NONE);
-    f.eo.memtable_bytes = 24 << 10;   /* background minor and merging compactions too */
-    f.eo.merge_trigger = 3;
-    tu_engine_open(&f);
-    tu_create(&f, &s, NULL, NULL);
+    tu_start_tuned(&f, &s, 24 << 10, 3);   /* background minor and merging compactions too */
     model m;
     model_init(&m, 50, key_pairs);
     int flushes = 0, compactions = 0, reopens = 0;
