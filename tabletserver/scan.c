@@ -73,6 +73,7 @@ static void enter_column(ts_masker *mk, const ts_ikey *k)
     m->n_dels = 0;
     m->have_last_ts = false;
     m->versions = 0;
+    mk->new_column = true;
 }
 
 static void add_delete(ts_mask *m, int64_t from, int64_t to, uint64_t seq)
@@ -118,6 +119,7 @@ static bool gc_expired(const ts_masker *mk, int64_t ts)
 int ts_masker_step(ts_masker *mk, const ts_ikey *k, const uint8_t *val, size_t vn)
 {
     ts_mask *m = &mk->m;
+    mk->new_column = false;
     if (k->type == TS_KT_DELETE_ROW) {
         if (k->seq > m->row_del_seq) m->row_del_seq = k->seq;
         return TS_MASK_MARKER;
@@ -371,11 +373,8 @@ static int assemble_row(ts_scanner *s)
                           (unsigned long long)s->t->id);
         if (k.seq > s->snap) { sst_iter_next(s->it); continue; }
         const uint8_t *val = sst_iter_value(s->it, &vn);
-        bool new_col = k.type <= TS_KT_DELETE_COLUMN &&
-                       (!s->mk.m.qual || !span_eq(s->mk.m.qual, s->mk.m.qual_len, k.qual, k.qual_len) ||
-                        !span_eq(s->mk.m.fam, s->mk.m.fam_len, k.family, k.family_len));
-        if (new_col) col_versions = 0;
         int r = ts_masker_step(&s->mk, &k, val, vn);
+        if (s->mk.new_column) col_versions = 0;
         if (r == TS_MASK_LIVE && column_wanted(s, &k) &&
             k.ts >= o->ts_from && (o->ts_to == 0 || k.ts < o->ts_to) &&
             (o->versions == 0 || col_versions < o->versions)) {

@@ -149,6 +149,7 @@ typedef struct ts_masker {
     const ts_schema *schema;
     int64_t now;
     bool apply_gc;              /* false: keep GC'd versions (minor/merging) */
+    bool new_column;            /* the last step entered a new column */
 } ts_masker;
 
 enum { TS_MASK_MARKER = 0, TS_MASK_LIVE = 1, TS_MASK_DEAD = 2 };
