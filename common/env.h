@@ -95,6 +95,10 @@ int bt_env_write_atomic(bt_env *e, const char *path, const void *data, size_t le
 /* Does path exist? */
 bool bt_env_exists(bt_env *e, const char *path);
 
+/* A readable file over `data` (len bytes, malloc'd; the file owns it and
+ * frees it at close).  Thread-safe reads. */
+int bt_rfile_from_memory(uint8_t *data, size_t len, bt_rfile **out);
+
 /* ---- fault injection (tests) --------------------------------------------- */
 /* Wraps `base` (not owned).  Tracks, per file path, how many bytes have been
  * synced, and which created/renamed/removed entries a directory sync has made

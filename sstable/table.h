@@ -81,6 +81,11 @@ typedef struct sst_props {
 /* Opens and validates the footer, index, filter and properties blocks.
  * `cache` may be NULL (no caching). BT_ECORRUPT on any malformed part. */
 int sst_reader_open(bt_env *env, const char *path, sst_cache *cache, sst_reader **out);
+/* As sst_reader_open; with in_memory the whole file is read into memory at
+ * open and every later read is served from there (no file access, no block
+ * cache: the in-memory locality groups of design section 3). */
+int sst_reader_open_ex(bt_env *env, const char *path, sst_cache *cache, bool in_memory,
+                       sst_reader **out);
 void sst_reader_ref(sst_reader *r);
 void sst_reader_unref(sst_reader *r);   /* NULL is a no-op */
 

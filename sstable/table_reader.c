@@ -398,7 +398,29 @@ static void destroy_reader(sst_reader *r)
     free(r);
 }
 
+/* Reads the whole file into memory and wraps it as the reader's file. */
+static int open_in_memory(bt_env *env, const char *path, bt_rfile **file, uint64_t *size)
+{
+    uint8_t *data;
+    size_t len;
+    int rc = bt_env_read_all(env, path, &data, &len);
+    if (rc) return rc;
+    rc = bt_rfile_from_memory(data, len, file);
+    if (rc) {
+        free(data);
+        return bt_err(rc, "%s: in-memory copy", path);
+    }
+    *size = len;
+    return BT_OK;
+}
+
 int sst_reader_open(bt_env *env, const char *path, sst_cache *cache, sst_reader **out)
+{
+    return sst_reader_open_ex(env, path, cache, false, out);
+}
+
+int sst_reader_open_ex(bt_env *env, const char *path, sst_cache *cache, bool in_memory,
+                       sst_reader **out)
 {
     *out = NULL;
     sst_reader *r = calloc(1, sizeof *r);
@@ -407,9 +429,15 @@ int sst_reader_open(bt_env *env, const char *path, sst_cache *cache, sst_reader 
         return bt_err(BT_ENOMEM, "%s: reader", path);
     }
     atomic_init(&r->refs, 1);
-    uint64_t size;
-    int rc = bt_env_file_size(env, path, &size);
-    if (!rc) rc = bt_env_open_readable(env, path, &r->file);
+    uint64_t size = 0;
+    int rc;
+    if (in_memory) {
+        rc = open_in_memory(env, path, &r->file, &size);
+        cache = NULL;   /* the blocks are in memory already */
+    } else {
+        rc = bt_env_file_size(env, path, &size);
+        if (!rc) rc = bt_env_open_readable(env, path, &r->file);
+    }
     if (rc) r->file = NULL;
     if (!rc) rc = load(r, size);
     if (rc) {

@@ -42,6 +42,7 @@ typedef struct out_file {
     ts_file_meta meta;
     uint64_t max_seq;
     uint64_t deletions;
+    bool in_memory;      /* the group's setting, for opening the result */
     char path[4096];
 } out_file;
 
@@ -60,6 +61,7 @@ static int out_open(ts_tablet *t, const ts_schema *sc, int group, uint64_t numbe
     snprintf(o->path, sizeof o->path, "%s/%s", t->dir, name);
     o->meta.path = strdup(name);
     o->meta.group = group;
+    o->in_memory = lg->in_memory;
     if (!o->meta.path) return BT_ENOMEM;
     int rc = sst_builder_new(t->eng->env, o->path, &so, &o->b);
     if (rc) ts_file_meta_free(&o->meta);   /* callers only abandon opened outputs */
@@ -100,7 +102,7 @@ static int out_finish(ts_tablet *t, out_file *o, ts_table **tb)
     rc = sst_builder_finish(o->b, &o->meta.size);
     o->b = NULL;
     o->meta.max_seq = o->max_seq;
-    if (!rc) rc = ts_table_open(t, &o->meta, tb);
+    if (!rc) rc = ts_table_open(t, &o->meta, o->in_memory, tb);
     if (rc) bt_env_remove(t->eng->env, o->path);
     ts_file_meta_free(&o->meta);
     return rc;

@@ -78,7 +78,7 @@ void ts_schema_ref_unref(ts_schema_ref *r)
     if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) free(r);
 }
 
-int ts_table_open(ts_tablet *t, const ts_file_meta *meta, ts_table **out)
+int ts_table_open(ts_tablet *t, const ts_file_meta *meta, bool in_memory, ts_table **out)
 {
     ts_table *tb = calloc(1, sizeof *tb);
     if (!tb) return BT_ENOMEM;
@@ -91,7 +91,7 @@ int ts_table_open(ts_tablet *t, const ts_file_meta *meta, ts_table **out)
         else if (meta->inherited || meta->path[0] == '/') snprintf(tb->full_path, n, "%s", meta->path);
         else snprintf(tb->full_path, n, "%s/%s", t->dir, meta->path);
     }
-    if (!rc) rc = sst_reader_open(t->eng->env, tb->full_path, t->eng->cache, &tb->reader);
+    if (!rc) rc = sst_reader_open_ex(t->eng->env, tb->full_path, t->eng->cache, in_memory, &tb->reader);
     if (rc) {
         ts_table_unref(tb);
         return rc;
@@ -471,7 +471,8 @@ static int tablet_load(ts_engine *e, const char *dir, const ts_manifest *m, bool
     if (!rc && !(t->mem.mt = ts_memtable_new())) rc = BT_ENOMEM;
     if (!rc && !(t->ver = ts_version_new(m->n_files))) rc = BT_ENOMEM;
     for (int i = 0; !rc && i < m->n_files; i++) {
-        rc = ts_table_open(t, &m->files[i], &t->ver->tables[i]);
+        rc = ts_table_open(t, &m->files[i], m->schema.groups[m->files[i].group].in_memory,
+                           &t->ver->tables[i]);
         if (!rc) t->ver->n++;
     }
     if (!rc) {

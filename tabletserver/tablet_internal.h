@@ -110,8 +110,9 @@ struct ts_tablet {
 
 /* Writes the manifest from the tablet's current state (t->mu held). */
 int ts_tablet_save_manifest(ts_tablet *t, ts_version *v, uint64_t flushed_seq);
-/* Opens the SSTable described by meta (relative to t->dir when not inherited). */
-int ts_table_open(ts_tablet *t, const ts_file_meta *meta, ts_table **out);
+/* Opens the SSTable described by meta (relative to t->dir when not inherited);
+ * in_memory (its locality group's setting) loads the whole file into memory. */
+int ts_table_open(ts_tablet *t, const ts_file_meta *meta, bool in_memory, ts_table **out);
 /* Background work for t; called by an engine thread. */
 void ts_tablet_background(ts_tablet *t);
 /* Applies a decoded mutation payload to a memtable with sequences from seq. */
