@@ -55,6 +55,10 @@ size_t ts_unescape(const uint8_t *esc, size_t esc_len, uint8_t *out)
 {
     size_t o = 0;
     const uint8_t *p = esc, *end = esc + esc_len - 2; /* drop the terminator */
+    if (!memchr(p, 0, (size_t)(end - p))) {   /* the usual case: nothing escaped */
+        memcpy(out, p, (size_t)(end - p));
+        return (size_t)(end - p);
+    }
     while (p < end) {
         const uint8_t *z = find_zero(p, end);
         size_t run = (size_t)(z - p);

@@ -387,7 +387,8 @@ static int assemble_row(ts_scanner *s)
         }
         sst_iter_next(s->it);
     }
-    return sst_iter_status(s->it);
+    /* a valid iterator has no error (iter.h); ask only when it stopped */
+    return sst_iter_valid(s->it) ? BT_OK : sst_iter_status(s->it);
 }
 
 int ts_scanner_next(ts_scanner *s, ts_row *row)
