@@ -624,7 +624,8 @@ int lk_bt_open(const char *hosts, const lk_options *o, const struct lk_backend_o
         bt_msg_get_varint(&r, &lease);
         if (bt_msg_reader_status(&r) || !sid || !lease) rc = bt_err(BT_ECORRUPT, "bt-lockd sent an undecodable session");
     } else {
-        rc = bt_err(rc, "opening a session on bt://%s: %s", hosts, resp.len ? "refused" : bt_strerror(rc));
+        rc = bt_err(rc, "opening a session on bt://%s: %.*s", hosts, resp.len ? (int)resp.len : (int)strlen(bt_strerror(rc)),
+                    resp.len ? (const char *)resp.data : bt_strerror(rc));
     }
     bt_buf_free(&resp);
     if (rc) {

@@ -386,7 +386,8 @@ static cJSON *cmp_rev(const char *key, const char *range_end, const char *target
     if (range_end) jset_b64(c, "range_end", range_end, strlen(range_end));
     cJSON_AddStringToObject(c, "target", target);
     cJSON_AddStringToObject(c, "result", result);
-    jset_int(c, !strcmp(target, "CREATE") ? "create_revision" : !strcmp(target, "MOD") ? "mod_revision" : "version", v);
+    jset_int(c, !strcmp(target, "CREATE") ? "create_revision" : !strcmp(target, "MOD") ? "mod_revision" :
+                !strcmp(target, "LEASE") ? "lease" : "version", v);
     return c;
 }
 
@@ -616,6 +617,9 @@ static int e_create(void *impl, const char *path, const void *data, size_t n, in
     txn_init(&t);
     cJSON_AddItemToArray(t.cmp, cmp_rev(kn, NULL, "CREATE", "EQUAL", 0));
     cJSON_AddItemToArray(t.cmp, cmp_rev(kp, NULL, "CREATE", "GREATER", 0));
+    /* no children under an ephemeral directory: they would outlive it (bt-lockd
+     * refuses them the same way) */
+    cJSON_AddItemToArray(t.cmp, cmp_rev(kpn, NULL, "LEASE", "EQUAL", 0));
     cJSON_AddItemToArray(t.succ, op_put(kn, val, n + 1, lease, false));
     cJSON_AddItemToArray(t.succ, op_put(kc, "", 0, lease, false));
     if (flags & LK_DIR) cJSON_AddItemToArray(t.succ, op_put(kd, "", 0, lease, false));
@@ -629,7 +633,9 @@ static int e_create(void *impl, const char *path, const void *data, size_t n, in
     if (!ok) {
         if (resp_kv(resp, 0)) rc = bt_err(BT_EEXIST, "%s already exists", path);
         else if (!resp_kv(resp, 1)) rc = bt_err(BT_ENOTFOUND, "parent %s of %s does not exist", parent, path);
-        else rc = bt_err(BT_EINVAL, "parent %s of %s is not a directory", parent, path);
+        else if (jint(resp_kv(resp, 1), "lease") != 0)
+            rc = bt_err(BT_EFAILED_PRECONDITION, "parent %s of %s is ephemeral", parent, path);
+        else rc = bt_err(BT_EFAILED_PRECONDITION, "parent %s of %s is not a directory", parent, path);
     }
     cJSON_Delete(resp);
     return rc;

@@ -10,6 +10,8 @@
  *   KEEPALIVE      req: session                     resp: lease_ms
  *   SESSION_CLOSE  req: session                     resp: -
  *   CREATE         req: session, path, flags, data  resp: -
+ *                  (BT_EFAILED_PRECONDITION under a file or an ephemeral
+ *                  directory: an ephemeral directory never has children)
  *   GET            req: session, path               resp: stat, data
  *   SET            req: session, path, data, expected_generation
  *   DELETE         req: session, path, expected_generation

@@ -658,6 +658,8 @@ static void h_create(void *arg, const rpc_request *req, rpc_ctx *ctx)
     if (rc == BT_ENOTFOUND) { reply_err(ctx, BT_ENOTFOUND, "parent %s does not exist", parent); goto out; }
     if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
     if (!pn.is_dir) { reply_err(ctx, BT_EFAILED_PRECONDITION, "parent %s is not a directory", parent); goto out; }
+    /* an ephemeral directory vanishes with its session: it must stay empty */
+    if (pn.eph_owner) { reply_err(ctx, BT_EFAILED_PRECONDITION, "parent %s is ephemeral", parent); goto out; }
     nd.is_dir = (flags & LK_DIR) != 0;
     nd.gen = 1;
     nd.eph_owner = (flags & LK_EPHEMERAL) ? s->id : 0;

@@ -7,7 +7,8 @@
  * same "lock" suite so they get the same per-test fixture.
  *
  * Cleanup: the server is SIGKILLed and its directory removed in the fixture's
- * fini and, should a test die before that, in an atexit handler.
+ * fini and, should a test die before that, in an atexit handler; a test
+ * killed by its timeout takes the server with it (PR_SET_PDEATHSIG).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,9 +82,11 @@ static int start_server(uint16_t port)
     snprintf(portarg, sizeof portarg, "%u", (unsigned)port);
     int p[2];
     cr_assert_eq(pipe(p), 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        ls_child_dies_with_parent(parent); /* even if a timeout kills the test */
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
@@ -357,4 +360,50 @@ Test(lock, jeopardy_then_safe_across_a_short_outage, .timeout = 30)
     cr_assert_eq(st.lock_owner, lk_session_id(a));
     lk_close(a);
     cr_assert_eq(atomic_load(&g_expired), 0, "closing is not expiring");
+}
+
+/* Watches and undelivered events are persisted with the change that caused
+ * them: across a SIGKILL of the server every change is reported exactly once,
+ * whether its event was delivered before the crash or not. */
+Test(lock, watches_survive_restart_exactly_once, .timeout = 30)
+{
+    lk_client *a = ls_open(3000), *b = ls_open(3000);
+    char f[256];
+    ls_mkroot(a, "wr");
+    ls_path(f, sizeof f, "wr", "/f");
+    LS_OK(lk_create(b, f, "0", 1, 0));
+    struct ls_watch_log l = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    uint64_t w;
+    LS_OK(lk_watch(a, f, LK_WATCH_CHANGED | LK_WATCH_DELETED, ls_watch_cb, &l, &w));
+    LS_OK(lk_set(b, f, "1", 1, 0));
+    lock_suite_restart();
+    int rc;
+    int64_t t0 = ls_now_ms();
+    while ((rc = lk_set(b, f, "2", 1, 0)) == BT_EUNAVAIL && ls_now_ms() - t0 < 3000) ls_sleep_ms(20);
+    LS_OK(rc);
+    LS_OK(lk_set(b, f, "3", 1, 0));
+    LS_OK(lk_delete(b, f, 0));
+    ls_wait_total(&l, 4);
+    ls_sleep_ms(300);
+    cr_assert_str_eq(l.kinds, "CCCD", "events after the restart: \"%s\"", l.kinds);
+    lk_close(a);
+    lk_close(b);
+}
+
+/* bt-lockd keeps ephemeral directories empty (they vanish with their
+ * session) and refuses children under a file. */
+Test(lock, no_children_under_files_or_ephemeral_dirs, .timeout = 30)
+{
+    lk_client *a = ls_open(LS_LEASE_MS);
+    char d[256], f[256], kid[300];
+    ls_mkroot(a, "nk");
+    ls_path(d, sizeof d, "nk", "/edir");
+    ls_path(f, sizeof f, "nk", "/file");
+    LS_OK(lk_create(a, d, NULL, 0, LK_DIR | LK_EPHEMERAL));
+    LS_OK(lk_create(a, f, "x", 1, 0));
+    snprintf(kid, sizeof kid, "%s/kid", d);
+    LS_RC(lk_create(a, kid, "x", 1, 0), BT_EFAILED_PRECONDITION);
+    snprintf(kid, sizeof kid, "%s/kid", f);
+    LS_RC(lk_create(a, kid, "x", 1, 0), BT_EFAILED_PRECONDITION);
+    lk_close(a);
 }

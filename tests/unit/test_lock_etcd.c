@@ -50,7 +50,10 @@ Test(etcd, create_get_set_delete)
     RC(lk_create(c, "/a", NULL, 0, LK_DIR), BT_EEXIST);
     RC(lk_create(c, "/nodir/x", "v", 1, 0), BT_ENOTFOUND);
     OK(lk_create(c, "/a/f", "hello", 5, 0));
-    RC(lk_create(c, "/a/f/g", "x", 1, 0), BT_EINVAL); /* parent is a file */
+    RC(lk_create(c, "/a/f/g", "x", 1, 0), BT_EFAILED_PRECONDITION); /* parent is a file */
+    OK(lk_create(c, "/a/eph", NULL, 0, LK_DIR | LK_EPHEMERAL));
+    RC(lk_create(c, "/a/eph/g", "x", 1, 0), BT_EFAILED_PRECONDITION); /* parent is ephemeral */
+    OK(lk_delete(c, "/a/eph", 0));
     uint8_t *d = NULL;
     size_t n = 0;
     lk_stat st;
