@@ -561,6 +561,16 @@ static void put_stat(bt_buf *b, const node *nd)
     bt_buf_put_varint64(b, nd->n);
 }
 
+/* Loads the node at path; when that fails (no such path, or a store error)
+ * answers the request itself and returns the error. */
+static int load_or_reply(lockd *d, rpc_ctx *ctx, const char *path, node *nd)
+{
+    int rc = node_load(d, path, nd);
+    if (rc == BT_ENOTFOUND) reply_err(ctx, rc, "%s does not exist", path);
+    else if (rc) reply_err(ctx, rc, "%s", bt_errmsg());
+    return rc;
+}
+
 static void h_session_open(void *arg, const rpc_request *req, rpc_ctx *ctx)
 {
     lockd *d = arg;
@@ -694,9 +704,8 @@ static void get_or_stat(lockd *d, const rpc_request *req, rpc_ctx *ctx, bool wit
     pthread_mutex_lock(&d->mu);
     session *s = begin(d, req, ctx, &r);
     if (!s || !(path = get_path(&r, ctx))) goto out;
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     bt_buf b = {0};
     put_stat(&b, &nd);
     if (with_data) bt_buf_put_lenbytes(&b, nd.data, nd.n);
@@ -726,9 +735,8 @@ static void h_set(void *arg, const rpc_request *req, rpc_ctx *ctx)
     bt_msg_get_varint(&r, &expect);
     if (bt_msg_reader_status(&r)) { reply_err(ctx, BT_EINVAL, "undecodable SET"); goto out; }
     if (n > LK_MAX_CONTENTS) { reply_err(ctx, BT_ETOOBIG, "contents of %zu bytes exceed %d", n, LK_MAX_CONTENTS); goto out; }
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     if (nd.is_dir) { reply_err(ctx, BT_EINVAL, "%s is a directory", path); goto out; }
     if (expect && expect != nd.gen) {
         reply_err(ctx, BT_EFAILED_PRECONDITION, "%s: generation is %" PRIu64 ", expected %" PRIu64, path, nd.gen, expect);
@@ -772,9 +780,8 @@ static void h_delete(void *arg, const rpc_request *req, rpc_ctx *ctx)
     bt_msg_get_varint(&r, &expect);
     if (bt_msg_reader_status(&r)) { reply_err(ctx, BT_EINVAL, "undecodable DELETE"); goto out; }
     if (!strcmp(path, "/")) { reply_err(ctx, BT_EINVAL, "the root cannot be deleted"); goto out; }
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     if (expect && expect != nd.gen) {
         reply_err(ctx, BT_EFAILED_PRECONDITION, "%s: generation is %" PRIu64 ", expected %" PRIu64, path, nd.gen, expect);
         goto out;
@@ -817,9 +824,8 @@ static void h_list(void *arg, const rpc_request *req, rpc_ctx *ctx)
     pthread_mutex_lock(&d->mu);
     session *s = begin(d, req, ctx, &r);
     if (!s || !(path = get_path(&r, ctx))) goto out;
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     if (!nd.is_dir) { reply_err(ctx, BT_EINVAL, "%s is not a directory", path); goto out; }
     char prefix[LK_MAX_PATH + 2];
     snprintf(prefix, sizeof prefix, "%s/", strcmp(path, "/") ? path : "");
@@ -854,9 +860,8 @@ static void h_acquire(void *arg, const rpc_request *req, rpc_ctx *ctx)
     bt_msg_get_varint(&r, &timeout);
     bt_msg_get_varint(&r, &try);
     if (bt_msg_reader_status(&r)) { reply_err(ctx, BT_EINVAL, "undecodable ACQUIRE"); goto out; }
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     if (nd.lock_owner == s->id) { rpc_respond(ctx, BT_OK, NULL, 0); goto out; }
     if (nd.lock_owner == 0) {
         nd.lock_owner = s->id;
@@ -898,9 +903,8 @@ static void h_release(void *arg, const rpc_request *req, rpc_ctx *ctx)
     pthread_mutex_lock(&d->mu);
     session *s = begin(d, req, ctx, &r);
     if (!s || !(path = get_path(&r, ctx))) goto out;
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     if (nd.lock_owner != s->id) {
         reply_err(ctx, BT_EFAILED_PRECONDITION, "%s is not locked by session %" PRIu64, path, s->id);
         goto out;
@@ -933,9 +937,8 @@ static void h_get_sequencer(void *arg, const rpc_request *req, rpc_ctx *ctx)
     pthread_mutex_lock(&d->mu);
     session *s = begin(d, req, ctx, &r);
     if (!s || !(path = get_path(&r, ctx))) goto out;
-    int rc = node_load(d, path, &nd);
-    if (rc == BT_ENOTFOUND) { reply_err(ctx, rc, "%s does not exist", path); goto out; }
-    if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
+    int rc = load_or_reply(d, ctx, path, &nd);
+    if (rc) goto out;
     if (nd.lock_owner != s->id) {
         reply_err(ctx, BT_EFAILED_PRECONDITION, "%s is not locked by session %" PRIu64, path, s->id);
         goto out;
