@@ -286,7 +286,10 @@ static int merge_tables(ts_tablet *t, ts_table **in, int n, bool full, const ts_
                 rc = bt_buf_append(&row, ik.row, ik.row_len);
                 ts_masker_row(&mk);
             }
-            if (rc || ts_masker_step(&mk, &ik, v, vn) != TS_MASK_LIVE) continue;
+            if (rc) continue;
+            int r = ts_masker_step(&mk, &ik, v, vn);
+            if (r == TS_MASK_NOMEM) rc = bt_err(BT_ENOMEM, "%s: deletion markers", in[0]->full_path);
+            if (r != TS_MASK_LIVE) continue;
         }
         rc = out_add(out, k, kn, v, vn);
     }

@@ -30,6 +30,9 @@ void ts_masker_row(ts_masker *mk)
 
 void ts_masker_free(ts_masker *mk)
 {
+    free(mk->m.dels);
+    mk->m.dels = NULL;
+    mk->m.n_dels = mk->m.cap_dels = 0;
     bt_buf_free(&mk->fam_copy);
     bt_buf_free(&mk->qual_copy);
 }
@@ -76,34 +79,18 @@ static void enter_column(ts_masker *mk, const ts_ikey *k)
     mk->new_column = true;
 }
 
-static void add_delete(ts_mask *m, int64_t from, int64_t to, uint64_t seq)
+/* Records a column delete; a column may carry any number of them. */
+static int add_delete(ts_mask *m, int64_t from, int64_t to, uint64_t seq)
 {
-    if (m->n_dels < TS_MAX_COL_DELETES) {
-        m->dels[m->n_dels].from = from;
-        m->dels[m->n_dels].to = to;
-        m->dels[m->n_dels].seq = seq;
-        m->n_dels++;
-        return;
+    if (m->n_dels == m->cap_dels) {
+        int cap = m->cap_dels ? m->cap_dels * 2 : 8;
+        struct ts_col_del *d = realloc(m->dels, (size_t)cap * sizeof *d);
+        if (!d) return TS_MASK_NOMEM;
+        m->dels = d;
+        m->cap_dels = cap;
     }
-    /* Too many distinct deletes in one column: widen the entry with the same
-     * sequence if any, else replace the oldest-sequence entry only if the new
-     * one covers it.  Markers arrive newest sequence first within a
-     * timestamp, so in practice this path needs a pathological row. */
-    for (int i = 0; i < m->n_dels; i++) {
-        if (m->dels[i].seq == seq) {
-            if (from < m->dels[i].from) m->dels[i].from = from;
-            if (to > m->dels[i].to) m->dels[i].to = to;
-            return;
-        }
-    }
-    for (int i = 0; i < m->n_dels; i++) {
-        if (m->dels[i].seq <= seq && from <= m->dels[i].from && to >= m->dels[i].to) {
-            m->dels[i].from = from;
-            m->dels[i].to = to;
-            m->dels[i].seq = seq;
-            return;
-        }
-    }
+    m->dels[m->n_dels++] = (struct ts_col_del){ from, to, seq };
+    return TS_MASK_MARKER;
 }
 
 static bool gc_expired(const ts_masker *mk, int64_t ts)
@@ -136,12 +123,10 @@ int ts_masker_step(ts_masker *mk, const ts_ikey *k, const uint8_t *val, size_t v
             from = (int64_t)bt_get_fixed64(val);
             to = (int64_t)bt_get_fixed64(val + 8);
         }
-        add_delete(m, from, to, k->seq);
-        return TS_MASK_MARKER;
+        return add_delete(m, from, to, k->seq);
     }
     if (k->type == TS_KT_DELETE_CELL) {
-        add_delete(m, k->ts, k->ts == INT64_MAX ? INT64_MAX : k->ts + 1, k->seq);
-        return TS_MASK_MARKER;
+        return add_delete(m, k->ts, k->ts == INT64_MAX ? INT64_MAX : k->ts + 1, k->seq);
     }
     /* a put: hidden by a newer marker, or by a newer put at the same timestamp */
     bool dead = k->seq < m->row_del_seq || k->seq < m->fam_del_seq;
@@ -374,6 +359,8 @@ static int assemble_row(ts_scanner *s)
         if (k.seq > s->snap) { sst_iter_next(s->it); continue; }
         const uint8_t *val = sst_iter_value(s->it, &vn);
         int r = ts_masker_step(&s->mk, &k, val, vn);
+        if (r == TS_MASK_NOMEM) return bt_err(BT_ENOMEM, "tablet %llu: deletion markers",
+                                               (unsigned long long)s->t->id);
         if (s->mk.new_column) col_versions = 0;
         if (r == TS_MASK_LIVE && column_wanted(s, &k) &&
             k.ts >= o->ts_from && (o->ts_to == 0 || k.ts < o->ts_to) &&

@@ -127,23 +127,21 @@ sst_iter *ts_range_iter_new(sst_iter *child, const uint8_t *lo, size_t lo_n,
                             const uint8_t *hi, size_t hi_n);
 
 /* ---- masking: deletion markers, duplicates and GC while walking a row ---- */
-#define TS_MAX_COL_DELETES 64
 typedef struct ts_mask {
     uint64_t row_del_seq;
     uint64_t fam_del_seq;
     int fam_index;              /* schema index of the current family, -1 unknown */
     const uint8_t *fam; size_t fam_len;  /* current family span (escaped) */
     const uint8_t *qual; size_t qual_len;/* current column span (escaped) */
-    int n_dels;                 /* column deletes seen in this column */
-    struct { int64_t from, to; uint64_t seq; } dels[TS_MAX_COL_DELETES];
+    int n_dels, cap_dels;       /* column deletes seen in this column */
+    struct ts_col_del { int64_t from, to; uint64_t seq; } *dels;  /* grows; freed by ts_masker_free */
     bool have_last_ts;
     int64_t last_ts;            /* timestamp of the last put seen in this column */
     uint32_t versions;          /* distinct live versions seen in this column */
 } ts_mask;
 
-/* Copies of the spans are the caller's business: they point into the
- * current key, so callers keep the previous key alive (ts_mask_step copies
- * what it needs into the scratch buffers below). */
+/* The masker's spans point into the current key; it copies the family and
+ * qualifier it must compare later keys against into the scratch buffers. */
 typedef struct ts_masker {
     ts_mask m;
     bt_buf fam_copy, qual_copy;
@@ -153,10 +151,12 @@ typedef struct ts_masker {
     bool new_column;            /* the last step entered a new column */
 } ts_masker;
 
-enum { TS_MASK_MARKER = 0, TS_MASK_LIVE = 1, TS_MASK_DEAD = 2 };
+enum { TS_MASK_MARKER = 0, TS_MASK_LIVE = 1, TS_MASK_DEAD = 2, TS_MASK_NOMEM = -1 };
 /* Feeds one parsed entry of the current row; call ts_masker_row first for each
  * new row.  Returns TS_MASK_MARKER for a deletion marker (recorded),
- * TS_MASK_LIVE for a visible put, TS_MASK_DEAD for a hidden or GC'd put. */
+ * TS_MASK_LIVE for a visible put, TS_MASK_DEAD for a hidden or GC'd put,
+ * TS_MASK_NOMEM if a marker could not be recorded (the caller fails the read
+ * or compaction: dropping a marker would resurrect deleted cells). */
 int ts_masker_step(ts_masker *mk, const ts_ikey *k, const uint8_t *val, size_t vn);
 void ts_masker_row(ts_masker *mk);
 void ts_masker_free(ts_masker *mk);
