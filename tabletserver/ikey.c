@@ -173,18 +173,3 @@ size_t ts_ikey_row_prefix(const uint8_t *k, size_t n)
     size_t l = seg_len(k, k + n - TS_IKEY_SUFFIX);
     return l == SIZE_MAX ? 0 : l;
 }
-
-int ts_ikey_row_start(bt_buf *b, const uint8_t *row, size_t row_len)
-{
-    return ts_buf_put_esc(b, row, row_len);
-}
-
-int ts_ikey_column_start(bt_buf *b, const uint8_t *row, size_t row_len,
-                         const uint8_t *family, size_t family_len,
-                         const uint8_t *qual, size_t qual_len)
-{
-    int rc = ts_buf_put_esc(b, row, row_len);
-    if (!rc) rc = ts_buf_put_esc(b, family, family_len);
-    if (!rc && qual) rc = ts_buf_put_esc(b, qual, qual_len);
-    return rc;
-}

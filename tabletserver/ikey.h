@@ -79,13 +79,6 @@ bool ts_ikey_parse_in_row(const uint8_t *k, size_t n, size_t row_len, ts_ikey *o
 /* The length of the ESC(row) prefix of an encoded key, 0 if malformed. */
 size_t ts_ikey_row_prefix(const uint8_t *k, size_t n);
 
-/* Seek keys: the smallest internal key of a row (ESC(row)), and of a column
- * within a row.  Appended to b. */
-int ts_ikey_row_start(bt_buf *b, const uint8_t *row, size_t row_len);
-int ts_ikey_column_start(bt_buf *b, const uint8_t *row, size_t row_len,
-                         const uint8_t *family, size_t family_len,
-                         const uint8_t *qual, size_t qual_len);
-
 /* Timestamp <-> 8 ordered bytes. */
 void ts_put_ts(uint8_t *p, int64_t ts);
 int64_t ts_get_ts(const uint8_t *p);

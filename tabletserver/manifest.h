@@ -47,6 +47,5 @@ void ts_file_meta_free(ts_file_meta *f);
 
 int ts_schema_encode(const ts_schema *s, bt_buf *b);
 int ts_schema_decode(const uint8_t **p, const uint8_t *end, ts_schema *s);
-bool ts_valid_name(const char *s, size_t n);
 
 #endif

@@ -486,8 +486,6 @@ void ts_scanner_pool_free(ts_tablet *t)
 
 /* ---- building a scan ------------------------------------------------------------ */
 
-static int put_esc(bt_buf *b, const void *p, size_t n) { return ts_buf_put_esc(b, p, n); }
-
 static int setup_filters(ts_scanner *s, const ts_read_options *o)
 {
     int rc = BT_OK;
@@ -501,17 +499,17 @@ static int setup_filters(ts_scanner *s, const ts_read_options *o)
             if (ts_schema_find(s->sc, c->family, c->family_len) < 0)
                 return bt_err(BT_ENOTFOUND, "unknown column family \"%.*s\"",
                               (int)c->family_len, c->family);
-            rc = put_esc(&s->cols[i].fam, c->family, c->family_len);
-            if (!rc && c->qualifier) rc = put_esc(&s->cols[i].qual, c->qualifier, c->qualifier_len);
+            rc = ts_buf_put_esc(&s->cols[i].fam, (const uint8_t *)c->family, c->family_len);
+            if (!rc && c->qualifier) rc = ts_buf_put_esc(&s->cols[i].qual, c->qualifier, c->qualifier_len);
         }
     }
     if (!rc && o->range_family_len) {
         if (ts_schema_find(s->sc, o->range_family, o->range_family_len) < 0)
             return bt_err(BT_ENOTFOUND, "unknown column family \"%.*s\"",
                           (int)o->range_family_len, o->range_family);
-        rc = put_esc(&s->range_fam, o->range_family, o->range_family_len);
-        if (!rc && o->qual_from_len) rc = put_esc(&s->qfrom, o->qual_from, o->qual_from_len);
-        if (!rc && o->qual_to_len) rc = put_esc(&s->qto, o->qual_to, o->qual_to_len);
+        rc = ts_buf_put_esc(&s->range_fam, (const uint8_t *)o->range_family, o->range_family_len);
+        if (!rc && o->qual_from_len) rc = ts_buf_put_esc(&s->qfrom, o->qual_from, o->qual_from_len);
+        if (!rc && o->qual_to_len) rc = ts_buf_put_esc(&s->qto, o->qual_to, o->qual_to_len);
     }
     return rc;
 }
@@ -544,12 +542,12 @@ static int setup_range(ts_scanner *s, const ts_read_options *o)
     int rc = bt_buf_append(&s->seek_key, t->start_esc.data, t->start_esc.len);
     bt_buf tmp = {0};
     if (!rc && o->start_len) {
-        rc = put_esc(&tmp, o->start_row, o->start_len);
+        rc = ts_buf_put_esc(&tmp, o->start_row, o->start_len);
         if (!rc) rc = set_max(&s->seek_key, &tmp);
     }
     if (!rc && o->prefix_len) {
         bt_buf_clear(&tmp);
-        rc = put_esc(&tmp, o->prefix, o->prefix_len);
+        rc = ts_buf_put_esc(&tmp, o->prefix, o->prefix_len);
         if (!rc) {
             tmp.len -= 2; /* drop the terminator: a prefix of every matching row */
             rc = bt_buf_append(&s->prefix_esc, tmp.data, tmp.len);
@@ -559,7 +557,7 @@ static int setup_range(ts_scanner *s, const ts_read_options *o)
     if (!rc) rc = bt_buf_append(&s->end_esc, t->end_esc.data, t->end_esc.len);
     if (!rc && o->end_len) {
         bt_buf_clear(&tmp);
-        rc = put_esc(&tmp, o->end_row, o->end_len);
+        rc = ts_buf_put_esc(&tmp, o->end_row, o->end_len);
         if (!rc && (s->end_esc.len == 0 || sst_key_cmp(tmp.data, tmp.len, s->end_esc.data, s->end_esc.len) < 0)) {
             bt_buf_clear(&s->end_esc);
             rc = bt_buf_append(&s->end_esc, tmp.data, tmp.len);
@@ -670,22 +668,16 @@ int ts_tablet_scan(ts_tablet *t, const ts_read_options *opts, ts_scanner **out)
     return scan_open(t, opts, NULL, 0, out);
 }
 
-static bool row_in_tablet(const ts_tablet *t, const uint8_t *row, size_t n)
-{
-    if (sst_key_cmp(row, n, t->start.data, t->start.len) < 0) return false;
-    return t->end.len == 0 || sst_key_cmp(row, n, t->end.data, t->end.len) < 0;
-}
-
 int ts_tablet_read_row(ts_tablet *t, const uint8_t *row, size_t row_len,
                        const ts_read_options *opts, ts_row *out)
 {
     memset(out, 0, sizeof *out);
     if (row_len == 0 || row_len > TS_MAX_ROW_KEY)
         return bt_err(BT_EINVAL, "row key must be 1..%d bytes, got %zu", TS_MAX_ROW_KEY, row_len);
-    if (!row_in_tablet(t, row, row_len))
+    if (!ts_row_in_tablet(t, row, row_len))
         return bt_err(BT_ENOTSERVING, "row outside tablet %llu's range", (unsigned long long)t->id);
     bt_buf row_esc = {0};
-    int rc = put_esc(&row_esc, row, row_len);
+    int rc = ts_buf_put_esc(&row_esc, row, row_len);
     ts_scanner *s = NULL;
     if (!rc) rc = scan_open(t, opts, &row_esc, ts_row_hash(row, row_len), &s);
     bt_buf_free(&row_esc);

@@ -19,8 +19,6 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
-bool ts_valid_name(const char *s, size_t n) { return valid_name(s, n); }
-
 void ts_schema_init(ts_schema *s)
 {
     memset(s, 0, sizeof *s);
@@ -130,7 +128,7 @@ static int get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
 
 int ts_schema_decode(const uint8_t **p, const uint8_t *end, ts_schema *s)
 {
-    uint64_t v, flags, bloom, bs, ng, nf;
+    uint64_t flags, bloom, bs, ng, nf;
     memset(s, 0, sizeof *s);
     if (get_u64(p, end, &ng) || ng < 1 || ng > TS_MAX_GROUPS) return BT_ECORRUPT;
     s->n_groups = (int)ng;
@@ -158,6 +156,5 @@ int ts_schema_decode(const uint8_t **p, const uint8_t *end, ts_schema *s)
         f->gc_intersection = inter != 0;
         f->group = (int)grp;
     }
-    (void)v;
     return ts_schema_validate(s) ? BT_ECORRUPT : BT_OK;
 }

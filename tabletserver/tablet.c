@@ -157,15 +157,6 @@ static size_t encode_payload(uint8_t *out, const uint8_t *row, size_t row_len,
     return (size_t)(p - out);
 }
 
-int ts_payload_count(const uint8_t *p, size_t n, uint64_t *count)
-{
-    const uint8_t *end = p + n, *row;
-    size_t rl;
-    if (bt_get_lenbytes(&p, end, &row, &rl) || !bt_get_varint64(p, end, count))
-        return bt_err(BT_ECORRUPT, "malformed mutation payload");
-    return BT_OK;
-}
-
 /* Inserts one decoded mutation with sequence seq. */
 static int apply_one(ts_memtable *mt, const uint8_t *row, size_t rl, int type,
                      const uint8_t *fam, size_t fl, const uint8_t *q, size_t ql,
@@ -239,18 +230,12 @@ int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, 
 
 /* ---- validation ------------------------------------------------------------- */
 
-static bool row_in_range(const ts_tablet *t, const uint8_t *row, size_t n)
-{
-    if (sst_key_cmp(row, n, t->start.data, t->start.len) < 0) return false;
-    return t->end.len == 0 || sst_key_cmp(row, n, t->end.data, t->end.len) < 0;
-}
-
 static int validate(const ts_tablet *t, const uint8_t *row, size_t rl, const ts_mutation *m, int n)
 {
     if (rl == 0 || rl > TS_MAX_ROW_KEY)
         return bt_err(BT_EINVAL, "row key must be 1..%d bytes, got %zu", TS_MAX_ROW_KEY, rl);
     if (n <= 0 || n > 100000) return bt_err(BT_EINVAL, "a row mutation needs 1..100000 mutations, got %d", n);
-    if (!row_in_range(t, row, rl))
+    if (!ts_row_in_tablet(t, row, rl))
         return bt_err(BT_ENOTSERVING, "row outside tablet %llu's range", (unsigned long long)t->id);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {

@@ -104,9 +104,15 @@ struct ts_tablet {
     bool bg_queued, bg_running, closing, major_requested;
     bool frozen;                /* splitting: writes get BT_ENOTSERVING */
     int bg_error;               /* last background failure (retried), 0 if none */
-    uint64_t merge_attempts;
     ts_tablet_stats stats;
 };
+
+/* Is raw row key `row` inside the tablet's range [start, end)? */
+static inline bool ts_row_in_tablet(const ts_tablet *t, const uint8_t *row, size_t n)
+{
+    if (sst_key_cmp(row, n, t->start.data, t->start.len) < 0) return false;
+    return t->end.len == 0 || sst_key_cmp(row, n, t->end.data, t->end.len) < 0;
+}
 
 /* Writes the manifest from the tablet's current state (t->mu held). */
 int ts_tablet_save_manifest(ts_tablet *t, ts_version *v, uint64_t flushed_seq);
@@ -119,8 +125,6 @@ void ts_tablet_background(ts_tablet *t);
 int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, uint64_t *last);
 /* The hash of a raw row key noted in the memtable's hint filter. */
 uint64_t ts_row_hash(const uint8_t *row, size_t n);
-/* Number of sequences a payload uses. */
-int ts_payload_count(const uint8_t *p, size_t n, uint64_t *count);
 
 /* Iterator restricted to internal keys in [lo, hi) (empty = unbounded); owns child. */
 sst_iter *ts_range_iter_new(sst_iter *child, const uint8_t *lo, size_t lo_n,
