@@ -111,8 +111,8 @@ static inline void bt_buf_clear(bt_buf *b) { b->len = 0; }
 void bt_buf_free(bt_buf *b);
 
 /* Reads a varint length followed by that many bytes from [*p, limit).
- * On success points out at the bytes and sets n (both into the input),
- * returns -1 if truncated. */
+ * On success points *out at the bytes (into the input), sets *n, advances *p
+ * past them and returns 0; returns -1 if truncated. */
 int bt_get_lenbytes(const uint8_t **p, const uint8_t *limit, const uint8_t **out, size_t *n);
 
 #endif

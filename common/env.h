@@ -112,7 +112,8 @@ bt_env *bt_env_fault_new(bt_env *base);
 int bt_env_fault_drop_unsynced(bt_env *e);
 
 /* The Nth env or file call from now (1 = the next one) fails with `code`
- * (e.g. BT_EIO).  Counts open/append/sync/rename/remove/sync_dir/read calls.
+ * (e.g. BT_EIO).  Counts open/append/sync/rename/remove/sync_dir/truncate/read
+ * calls.
  * n = 0 disables. */
 void bt_env_fault_fail_nth(bt_env *e, uint64_t n, int code);
 

@@ -24,15 +24,6 @@ static int sys_err(const char *call, const char *path)
     return bt_err(bt_from_errno(e), "%s %s: %s", call, path, strerror(e));
 }
 
-/* Copies a string into a fresh allocation, or NULL when out of memory. */
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 /* ---- writable files ------------------------------------------------------- */
 
 struct posix_wfile {
@@ -256,7 +247,7 @@ static int px_mkdir(bt_env *e, const char *path)
 {
     (void)e;
     if (path[0] == '\0') return bt_err(BT_EINVAL, "mkdir: empty path");
-    char *buf = dup_str(path);
+    char *buf = strdup(path);
     if (!buf) return bt_err(BT_ENOMEM, "mkdir %s: out of memory", path);
     int rc = BT_OK;
     size_t len = strlen(buf);
@@ -418,7 +409,7 @@ static int write_synced(bt_env *e, const char *path, const void *data, size_t le
 static char *parent_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    if (!slash) return dup_str(".");
+    if (!slash) return strdup(".");
     size_t n = slash == path ? 1 : (size_t)(slash - path);
     char *d = malloc(n + 1);
     if (!d) return NULL;

@@ -3,7 +3,7 @@
  * One filter covers a whole SSTable.  Each added item (a key prefix chosen by
  * sst_options.filter_prefix) is hashed once with XXH3_64bits; the high 32
  * bits choose one 512-bit block, and the k probe positions inside that block
- * come from double hashing the low 32 bits (one cache miss per probe).
+ * come from double hashing the low 32 bits (one cache miss per lookup).
  * The builder keeps only the 64-bit hashes, so memory is 8 bytes per distinct
  * prefix until finish.
  *

@@ -159,36 +159,13 @@ static int write_block(sst_builder *b, const uint8_t *raw, size_t n, bool compre
     return flush_out(b, false);
 }
 
-/* Sets *out to a short key s with a <= s < b (a < b required). */
-static int separator(const uint8_t *a, size_t an, const uint8_t *bk, size_t bn, bt_buf *out)
-{
-    size_t m = an < bn ? an : bn, p = 0;
-    while (p < m && a[p] == bk[p]) p++;
-    out->len = 0;
-    if (p < an) {
-        if ((unsigned)a[p] + 1 < bk[p]) {
-            /* Bumping the first differing byte stays below b. */
-            if (bt_buf_append(out, a, p + 1)) return BT_ENOMEM;
-            out->data[p]++;
-            return BT_OK;
-        }
-        /* a[p] + 1 == b[p]: any key above a that keeps a[0..p] is below b. */
-        for (size_t i = p + 1; i < an; i++) {
-            if (a[i] != 0xff) {
-                if (bt_buf_append(out, a, i + 1)) return BT_ENOMEM;
-                out->data[i]++;
-                return BT_OK;
-            }
-        }
-    }
-    return bt_buf_append(out, a, an);
-}
-
-/* Sets *out to a short key >= a (for the last block, nothing follows). */
-static int successor(const uint8_t *a, size_t an, bt_buf *out)
+/* Sets *out to a[0..i] with a[i] bumped, for the first i >= from where a[i]
+ * is not 0xff: a short key above a that keeps a[0..from).  Without such a
+ * byte, *out is a itself. */
+static int bump_from(const uint8_t *a, size_t an, size_t from, bt_buf *out)
 {
     out->len = 0;
-    for (size_t i = 0; i < an; i++) {
+    for (size_t i = from; i < an; i++) {
         if (a[i] != 0xff) {
             if (bt_buf_append(out, a, i + 1)) return BT_ENOMEM;
             out->data[i]++;
@@ -196,6 +173,24 @@ static int successor(const uint8_t *a, size_t an, bt_buf *out)
         }
     }
     return bt_buf_append(out, a, an);
+}
+
+/* Sets *out to a short key s with a <= s < b (a < b required). */
+static int separator(const uint8_t *a, size_t an, const uint8_t *bk, size_t bn, bt_buf *out)
+{
+    size_t m = an < bn ? an : bn, p = 0;
+    while (p < m && a[p] == bk[p]) p++;
+    /* a a prefix of b: a itself.  a[p] + 1 < b[p]: bumping the first
+     * differing byte stays below b.  a[p] + 1 == b[p]: any key above a that
+     * keeps a[0..p] is below b. */
+    size_t from = p == an || (unsigned)a[p] + 1 < bk[p] ? p : p + 1;
+    return bump_from(a, an, from, out);
+}
+
+/* Sets *out to a short key >= a (for the last block, nothing follows). */
+static int successor(const uint8_t *a, size_t an, bt_buf *out)
+{
+    return bump_from(a, an, 0, out);
 }
 
 static int add_index_entry(sst_builder *b, const bt_buf *sep)
