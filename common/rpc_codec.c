@@ -41,10 +41,10 @@ int rpc_frame_check(const rpc_frame *f)
 
 void rpc_frame_put_header(uint8_t hdr[RPC_HDR_LEN], const rpc_frame *f)
 {
-    uint16_t method = f->method;
     bt_put_fixed32(hdr, (uint32_t)(RPC_HDR_REST + f->payload_len));
     bt_put_fixed64(hdr + 4, f->id);
-    memcpy(hdr + 12, &method, 2);
+    hdr[12] = (uint8_t)(f->method & 0xff); /* u16, little-endian like every field */
+    hdr[13] = (uint8_t)(f->method >> 8);
     bt_put_fixed32(hdr + 14, (uint32_t)f->status);
     hdr[18] = f->flags;
 }
@@ -81,10 +81,8 @@ static int check_length(const uint8_t *buf, size_t max_frame, size_t *frame_len,
 
 static void read_header(const uint8_t *buf, rpc_frame *f)
 {
-    uint16_t method;
-    memcpy(&method, buf + 12, 2);
     f->id = bt_get_fixed64(buf + 4);
-    f->method = method;
+    f->method = (uint16_t)(buf[12] | buf[13] << 8);
     f->status = (int32_t)bt_get_fixed32(buf + 14);
     f->flags = buf[18];
 }

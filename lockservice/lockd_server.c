@@ -372,12 +372,11 @@ static void emit(lockd *d, leveldb_writebatch_t *wb, int kind, const char *path)
             }
             s->events = ne;
             s->events[s->nevents++] = (event){++s->next_seq, w->id, kind, p};
-            uint8_t ek[17], v[32];
+            uint8_t ek[17];
             sub_key(ek, 'e', s->id, s->next_seq);
-            uint8_t *e = bt_put_varint64(v, w->id);
-            e = bt_put_varint64(e, (uint64_t)kind);
             bt_buf ev = {0};
-            if (bt_buf_append(&ev, v, (size_t)(e - v)) || bt_buf_put_lenbytes(&ev, path, strlen(path))) {
+            if (bt_buf_put_varint64(&ev, w->id) || bt_buf_put_varint64(&ev, (uint64_t)kind) ||
+                bt_buf_put_lenbytes(&ev, path, strlen(path))) {
                 bt_buf_free(&ev);
                 continue;
             }
@@ -439,6 +438,15 @@ static void answer_granted(waiter *w, int rc)
     }
 }
 
+/* Unlinks the waiter *pp (already answered) from its list and frees it. */
+static void unlink_waiter(waiter **pp)
+{
+    waiter *w = *pp;
+    *pp = w->next;
+    free(w->path);
+    free(w);
+}
+
 /* Fails every waiter on path with code (path deleted). */
 static void fail_waiters_on(lockd *d, const char *path, int code, const char *why)
 {
@@ -446,9 +454,7 @@ static void fail_waiters_on(lockd *d, const char *path, int code, const char *wh
         waiter *w = *pp;
         if (!strcmp(w->path, path)) {
             reply_err(w->ctx, code, "%s: %s", path, why);
-            *pp = w->next;
-            free(w->path);
-            free(w);
+            unlink_waiter(pp);
         } else {
             pp = &w->next;
         }
@@ -467,9 +473,7 @@ static void end_session(lockd *d, session *s, const char *why)
         waiter *w = *pp;
         if (w->sid == s->id) {
             reply_err(w->ctx, BT_ECLOSED, "session %" PRIu64 " %s", s->id, why);
-            *pp = w->next;
-            free(w->path);
-            free(w);
+            unlink_waiter(pp);
         } else {
             pp = &w->next;
         }
@@ -571,6 +575,21 @@ static int load_or_reply(lockd *d, rpc_ctx *ctx, const char *path, node *nd)
     return rc;
 }
 
+/* Prologue of RELEASE and GET_SEQUENCER: the session, the path (*path, the
+ * caller frees it) and its node (*nd, the caller clears it), whose lock the
+ * session must hold.  Returns NULL after answering otherwise. */
+static session *begin_held(lockd *d, const rpc_request *req, rpc_ctx *ctx, char **path, node *nd)
+{
+    bt_msg_reader r;
+    session *s = begin(d, req, ctx, &r);
+    if (!s || !(*path = get_path(&r, ctx)) || load_or_reply(d, ctx, *path, nd)) return NULL;
+    if (nd->lock_owner != s->id) {
+        reply_err(ctx, BT_EFAILED_PRECONDITION, "%s is not locked by session %" PRIu64, *path, s->id);
+        return NULL;
+    }
+    return s;
+}
+
 static void h_session_open(void *arg, const rpc_request *req, rpc_ctx *ctx)
 {
     lockd *d = arg;
@@ -589,16 +608,12 @@ static void h_session_open(void *arg, const rpc_request *req, rpc_ctx *ctx)
     s->id = (d->epoch << 32) | ++d->counter;
     s->lease_ms = (uint32_t)lease;
     s->expires_us = now_us() + (int64_t)lease * 1000;
-    uint8_t sk[9], v[11];
-    skey(sk, s->id);
-    size_t vl = (size_t)(bt_put_varint64(v, lease) - v);
-    v[vl++] = 0; /* no event yet */
-    char *err = NULL;
-    leveldb_put(d->db, d->wsync, (const char *)sk, sizeof sk, (const char *)v, vl, &err);
-    if (err) {
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    batch_put_session(wb, s->id, lease, 0); /* no event yet */
+    int rc = batch_commit(d, wb);
+    if (rc) {
+        reply_err(ctx, rc, "%s", bt_errmsg());
         pthread_mutex_unlock(&d->mu);
-        reply_err(ctx, BT_EIO, "lockd store: %s", err);
-        leveldb_free(err);
         free(s);
         return;
     }
@@ -897,18 +912,11 @@ out:
 static void h_release(void *arg, const rpc_request *req, rpc_ctx *ctx)
 {
     lockd *d = arg;
-    bt_msg_reader r;
     char *path = NULL;
     node nd = {0};
     pthread_mutex_lock(&d->mu);
-    session *s = begin(d, req, ctx, &r);
-    if (!s || !(path = get_path(&r, ctx))) goto out;
-    int rc = load_or_reply(d, ctx, path, &nd);
-    if (rc) goto out;
-    if (nd.lock_owner != s->id) {
-        reply_err(ctx, BT_EFAILED_PRECONDITION, "%s is not locked by session %" PRIu64, path, s->id);
-        goto out;
-    }
+    session *s = begin_held(d, req, ctx, &path, &nd);
+    if (!s) goto out;
     nd.lock_owner = 0;
     waiter *granted = NULL;
     handoff(d, path, &nd, &granted);
@@ -916,7 +924,7 @@ static void h_release(void *arg, const rpc_request *req, rpc_ctx *ctx)
     batch_put_node(wb, path, &nd);
     emit_begin(d);
     emit(d, wb, LK_WATCH_LOCK_RELEASED, path);
-    rc = batch_commit(d, wb);
+    int rc = batch_commit(d, wb);
     if (rc) emit_rollback(d);
     answer_granted(granted, rc);
     if (rc) { reply_err(ctx, rc, "%s", bt_errmsg()); goto out; }
@@ -931,18 +939,11 @@ out:
 static void h_get_sequencer(void *arg, const rpc_request *req, rpc_ctx *ctx)
 {
     lockd *d = arg;
-    bt_msg_reader r;
     char *path = NULL;
     node nd = {0};
     pthread_mutex_lock(&d->mu);
-    session *s = begin(d, req, ctx, &r);
-    if (!s || !(path = get_path(&r, ctx))) goto out;
-    int rc = load_or_reply(d, ctx, path, &nd);
-    if (rc) goto out;
-    if (nd.lock_owner != s->id) {
-        reply_err(ctx, BT_EFAILED_PRECONDITION, "%s is not locked by session %" PRIu64, path, s->id);
-        goto out;
-    }
+    session *s = begin_held(d, req, ctx, &path, &nd);
+    if (!s) goto out;
     char seq[LK_MAX_SEQUENCER];
     int n = snprintf(seq, sizeof seq, "%s:%" PRIu64 ":%" PRIu64, path, nd.lock_gen, s->id);
     rpc_respond(ctx, BT_OK, seq, (size_t)n);
@@ -1137,9 +1138,7 @@ static void *timer_main(void *arg)
             waiter *w = *pp;
             if (w->deadline_us <= now) {
                 reply_err(w->ctx, BT_ETIMEDOUT, "timed out waiting for the lock on %s", w->path);
-                *pp = w->next;
-                free(w->path);
-                free(w);
+                unlink_waiter(pp);
             } else {
                 pp = &w->next;
             }
@@ -1264,6 +1263,25 @@ static const rpc_method methods[] = {
     {LKD_UNWATCH, h_unwatch, NULL}, {LKD_POLL, h_poll, NULL},
 };
 
+/* Frees the sessions, the store and d itself; shared by a failed
+ * lockd_open and lockd_close (the server and timer are already gone). */
+static void lockd_free(lockd *d)
+{
+    for (session *s = d->sessions; s;) {
+        session *n = s->next;
+        free_session(s);
+        s = n;
+    }
+    if (d->db) leveldb_close(d->db);
+    leveldb_options_destroy(d->dbopts);
+    leveldb_writeoptions_destroy(d->wsync);
+    leveldb_writeoptions_destroy(d->wnosync);
+    leveldb_readoptions_destroy(d->ropts);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cond);
+    free(d);
+}
+
 int lockd_open(const lockd_opts *o, lockd **out)
 {
     if (!o || !o->data_dir || !*o->data_dir) return bt_err(BT_EINVAL, "lockd: a data directory is required");
@@ -1319,15 +1337,7 @@ int lockd_open(const lockd_opts *o, lockd **out)
         int keep = rc;
         char msg[512];
         snprintf(msg, sizeof msg, "%s", bt_errmsg());
-        for (session *s = d->sessions; s;) { session *n = s->next; free_session(s); s = n; }
-        if (d->db) leveldb_close(d->db);
-        leveldb_options_destroy(d->dbopts);
-        leveldb_writeoptions_destroy(d->wsync);
-        leveldb_writeoptions_destroy(d->wnosync);
-        leveldb_readoptions_destroy(d->ropts);
-        pthread_mutex_destroy(&d->mu);
-        pthread_cond_destroy(&d->cond);
-        free(d);
+        lockd_free(d);
         return bt_err(keep, "%s", msg);
     }
     *out = d;
@@ -1353,19 +1363,8 @@ void lockd_close(lockd *d)
         free(w);
         w = n;
     }
-    for (session *s = d->sessions; s;) {
-        session *n = s->next;
+    for (session *s = d->sessions; s; s = s->next)
         if (s->poll) rpc_respond(s->poll, BT_ECLOSED, NULL, 0);
-        free_session(s);
-        s = n;
-    }
     rpc_server_free(d->srv);
-    leveldb_close(d->db);
-    leveldb_options_destroy(d->dbopts);
-    leveldb_writeoptions_destroy(d->wsync);
-    leveldb_writeoptions_destroy(d->wnosync);
-    leveldb_readoptions_destroy(d->ropts);
-    pthread_mutex_destroy(&d->mu);
-    pthread_cond_destroy(&d->cond);
-    free(d);
+    lockd_free(d);
 }

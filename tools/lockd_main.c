@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "lockservice/lockd.h"
+#include "lockservice/lockd_proto.h"
 
 static void usage(FILE *f)
 {
@@ -107,7 +108,8 @@ int main(int argc, char **argv)
             if (!*v) return bad("--data-dir: empty path%s", "");
             o.data_dir = v;
         } else if (!strcmp(name, "--lease-ms")) {
-            if (parse_u32(v, 60000, &n) || n < 1000) return bad("--lease-ms: \"%s\" is not in [1000, 60000]", v);
+            if (parse_u32(v, LKD_MAX_LEASE_MS, &n) || n < LKD_MIN_LEASE_MS)
+                return bad("--lease-ms: \"%s\" is not in [1000, 60000]", v);
             o.lease_ms = n;
         } else {
             if (parse_u32(v, 3600000, &n) || n == 0) return bad("--grace-ms: \"%s\" is not in [1, 3600000]", v);
