@@ -51,8 +51,6 @@ BINS      := $(patsubst tools/%_main.c,$(BUILD)/bin/bt-%,$(TOOL_SRCS))
 
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TESTS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
-TEST_HELPER_SRCS := $(wildcard tests/unit/helpers/*.c)
-TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:%.c=$(BUILD)/obj/%.o)
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
@@ -81,10 +79,10 @@ $(BUILD)/bin/bt-%: $(BUILD)/obj/tools/%_main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIB) $(SHIM_OBJ)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB) $(SHIM_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(TEST_HELPER_OBJS) $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
-$(TEST_SRCS:%.c=$(BUILD)/obj/%.o) $(TEST_HELPER_OBJS): $(SHIM_HDR)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
+$(TEST_SRCS:%.c=$(BUILD)/obj/%.o): $(SHIM_HDR)
 
 test: all
 	@scripts/run-tests.sh $(BUILD)
@@ -129,6 +127,6 @@ install: all
 	  install -m 644 $$d/*.h $(DESTDIR)$(PREFIX)/include/bigtable-c/$$d/; done
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan $(FUZZ_BUILD)
 
--include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_HELPER_OBJS:.o=.d) $(SHIM_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(SHIM_OBJ:.o=.d)

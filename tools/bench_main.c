@@ -536,14 +536,15 @@ static void report_tablet_stats(const bench *b)
            (unsigned long long)st.major_compactions, (unsigned long long)st.throttled_writes);
 }
 
-static void report(const bench *b, const char *name, const result *r, const char *extra)
+/* The workload's line (named after b->workload), then the tablet's stats. */
+static void report(const bench *b, const result *r, const char *extra)
 {
     double secs = r->secs > 0 ? r->secs : 1e-9;
     double us_per_op = r->ops ? secs * 1e6 / (double)r->ops : 0.0;
     printf("%-12s %10.0f ops/s  %9.3f us/op  %8.1f MB/s  %8.3f s%s%s\n",
-           name, (double)r->ops / secs, us_per_op,
+           b->workload, (double)r->ops / secs, us_per_op,
            (double)r->bytes / 1048576.0 / secs, r->secs, extra[0] ? "  " : "", extra);
-    (void)b;  /* the engine-specific line is report_tablet_stats */
+    report_tablet_stats(b);
     fflush(stdout);
 }
 
@@ -589,8 +590,7 @@ static void wl_fillseq(bench *b)
 {
     db_open_fresh(b, false);
     result r = do_writes(b, b->cfg->n, false, 0);
-    report(b, "fillseq", &r, "");
-    report_tablet_stats(b);
+    report(b, &r, "");
 }
 
 static void wl_fillrandom(bench *b)
@@ -598,16 +598,14 @@ static void wl_fillrandom(bench *b)
     db_open_fresh(b, false);
     result r = do_writes(b, b->cfg->n, true, STREAM_FILLRANDOM);
     b->random_filled = true;
-    report(b, "fillrandom", &r, "");
-    report_tablet_stats(b);
+    report(b, &r, "");
 }
 
 static void wl_overwrite(bench *b)
 {
     need_random_db(b);
     result r = do_writes(b, b->cfg->n, true, STREAM_OVERWRITE);
-    report(b, "overwrite", &r, "");
-    report_tablet_stats(b);
+    report(b, &r, "");
 }
 
 static void wl_readrandom(bench *b)
@@ -631,8 +629,7 @@ static void wl_readrandom(bench *b)
     r.secs = now_secs() - t0;
     char extra[64];
     snprintf(extra, sizeof extra, "found %" PRIu64 "/%" PRIu64, found, b->cfg->n);
-    report(b, "readrandom", &r, extra);
-    report_tablet_stats(b);
+    report(b, &r, extra);
 }
 
 static void wl_readseq(bench *b)
@@ -644,8 +641,7 @@ static void wl_readseq(bench *b)
     r.secs = now_secs() - t0;
     char extra[64];
     snprintf(extra, sizeof extra, "entries %" PRIu64, r.ops);
-    report(b, "readseq", &r, extra);
-    report_tablet_stats(b);
+    report(b, &r, extra);
 }
 
 static void wl_fillsync(bench *b)
@@ -653,8 +649,7 @@ static void wl_fillsync(bench *b)
     uint64_t n = b->cfg->n / 100 ? b->cfg->n / 100 : 1;
     db_open_fresh(b, true);
     result r = do_writes(b, n, true, STREAM_FILLSYNC);
-    report(b, "fillsync", &r, "");
-    report_tablet_stats(b);
+    report(b, &r, "");
 }
 
 static void (*const workload_fns[WL_COUNT])(bench *b) = {
@@ -734,7 +729,7 @@ static void parse_workloads(config *c, const char *list)
         if (id < 0)
             usage_error("--workloads: unknown workload '%.*s'", (int)len, p);
         if (c->n_workloads == MAX_WORKLOADS)
-            usage_error("--workloads: more than 64 entries in '%s'", list);
+            usage_error("--workloads: more than %d entries in '%s'", MAX_WORKLOADS, list);
         c->workloads[c->n_workloads++] = (enum workload_id)id;
         if (p[len] == '\0')
             break;

@@ -434,8 +434,8 @@ int main(int argc, char **argv)
     qsort(all, n, sizeof *all, cmp_tests);
 
     /* Select the tests to run. */
-    const struct bt_shim_test **todo = calloc(n ? n : 1, sizeof *todo);
-    size_t ntodo = 0;
+    const struct bt_shim_test **queue = calloc(n ? n : 1, sizeof *queue);
+    size_t nqueued = 0;
     for (size_t i = 0; i < n; i++) {
         const struct bt_shim_test *t = all[i];
         const struct criterion_test_extra_data *sd = suite_data(t->suite);
@@ -451,7 +451,7 @@ int main(int argc, char **argv)
             if (g_verbose) fprintf(stderr, "[SKIP] %s::%s: Test is disabled\n", t->suite, t->name);
             continue;
         }
-        todo[ntodo++] = t;
+        queue[nqueued++] = t;
     }
     if (list) return 0;
 
@@ -461,12 +461,12 @@ int main(int argc, char **argv)
     long nap_us = 100;
     int stop = 0;
 
-    while ((next_test < ntodo && !stop) || running > 0) {
+    while ((next_test < nqueued && !stop) || running > 0) {
         /* Fill the free slots. */
-        for (int s = 0; s < jobs && next_test < ntodo && !stop; s++) {
+        for (int s = 0; s < jobs && next_test < nqueued && !stop; s++) {
             if (slots[s].t) continue;
             struct run *r = &slots[s];
-            r->t = todo[next_test++];
+            r->t = queue[next_test++];
             r->sd = suite_data(r->t->suite);
             double to = r->t->data->timeout > 0 ? r->t->data->timeout
                         : (r->sd && r->sd->timeout > 0) ? r->sd->timeout
@@ -521,7 +521,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n",
             st_tested, st_passed, st_failed, st_crashed);
     free(slots);
-    free(todo);
+    free(queue);
     free(all);
     if (always_succeed) return 0;
     return st_failed ? 1 : 0;

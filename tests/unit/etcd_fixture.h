@@ -23,7 +23,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +34,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "testutil.h"
 
 void lock_suite_init(void);
 void lock_suite_fini(void);
@@ -145,18 +146,12 @@ static void etcd_fx_kill(int sig)
     etcd_fx.pid = 0;
 }
 
-static int etcd_fx_rm(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
 /* Stops etcd and removes its directory (only in the process that started it). */
 static void etcd_fx_stop(void)
 {
     if (etcd_fx.owner != getpid()) return;
     etcd_fx_kill(SIGKILL);
-    if (etcd_fx.dir[0]) nftw(etcd_fx.dir, etcd_fx_rm, 16, FTW_DEPTH | FTW_PHYS);
+    if (etcd_fx.dir[0]) test_rm_rf(etcd_fx.dir);
     etcd_fx.dir[0] = 0;
     etcd_fx.owner = 0;
 }

@@ -61,12 +61,19 @@ static void ls_sleep_ms(int ms)
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
-/* In a forked child: die with the test process, even if it is killed by a
- * timeout before it can reap us (SIGKILL also ends a stopped child). */
-static void ls_child_dies_with_parent(pid_t parent)
+/* fork() for a test child that must not outlive the test process: the child
+ * dies with it, even if a timeout kills it before it can reap the child
+ * (SIGKILL also ends a stopped child).  Returns like fork(). */
+static pid_t ls_fork_tied(void)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(9);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert(pid >= 0, "fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(9);
+    }
+    return pid;
 }
 
 static lk_client *ls_open_opts(uint32_t lease_ms, void (*cb)(void *, lk_session_event), void *arg)
@@ -253,11 +260,8 @@ static pid_t ls_spawn_holder(const char *path, bool ephemeral, bool lock, int *r
 {
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
+    pid_t pid = ls_fork_tied();
     if (pid == 0) {
-        ls_child_dies_with_parent(parent);
         close(p[0]);
         lk_options o = {.lease_ms = LS_LEASE_MS, .timeout_ms = 3000};
         lk_client *c = NULL;
@@ -456,14 +460,10 @@ Test(lock, mutual_exclusion_4_processes)
     struct ls_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert(sh != MAP_FAILED);
     memset(sh, 0, sizeof *sh);
-    pid_t pids[LS_PROCS], parent = getpid();
+    pid_t pids[LS_PROCS];
     for (int i = 0; i < LS_PROCS; i++) {
-        pids[i] = fork();
-        cr_assert(pids[i] >= 0);
-        if (pids[i] == 0) {
-            ls_child_dies_with_parent(parent);
-            ls_mutex_child(sh, i, lockp, counter);
-        }
+        pids[i] = ls_fork_tied();
+        if (pids[i] == 0) ls_mutex_child(sh, i, lockp, counter);
     }
     int bad = 0;
     for (int i = 0; i < LS_PROCS; i++) {
@@ -542,11 +542,8 @@ Test(lock, stopped_holder_learns_it_lost)
     int c2p[2], p2c[2];
     cr_assert_eq(pipe(c2p), 0);
     cr_assert_eq(pipe(p2c), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
+    pid_t pid = ls_fork_tied();
     if (pid == 0) {
-        ls_child_dies_with_parent(parent);
         close(c2p[0]);
         close(p2c[1]);
         lk_client *c = NULL;

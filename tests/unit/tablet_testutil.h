@@ -22,7 +22,6 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -37,21 +36,11 @@
 #include "sstable/table.h"
 #include "tabletserver/ikey.h"
 #include "tabletserver/tablet.h"
+#include "testutil.h"
 
 #define TU static __attribute__((unused))
 
 /* ---- directories ------------------------------------------------------------ */
-
-static int tu_rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-TU void tu_rm_rf(const char *path)
-{
-    nftw(path, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Copies the regular files of flat directory `from` into new directory `to`. */
 TU void tu_copy_flat(const char *from, const char *to)
@@ -152,7 +141,7 @@ TU void tu_close(tu_fx *f)
 TU void tu_finish(tu_fx *f)
 {
     tu_close(f);
-    tu_rm_rf(f->root);
+    test_rm_rf(f->root);
 }
 
 TU void tu_open_tablet(tu_fx *f)
@@ -191,11 +180,11 @@ TU void tu_crash_reopen(tu_fx *f)
     tu_copy_flat(f->tdir, st);
     tu_copy_flat(f->log, sl);
     tu_close(f);
-    tu_rm_rf(f->tdir);
-    tu_rm_rf(f->log);
+    test_rm_rf(f->tdir);
+    test_rm_rf(f->log);
     cr_assert_eq(rename(st, f->tdir), 0);
     cr_assert_eq(rename(sl, f->log), 0);
-    tu_rm_rf(snap);
+    test_rm_rf(snap);
     tu_engine_open(f);
     tu_open_tablet(f);
 }

@@ -29,12 +29,25 @@ static void *val(unsigned i) { return (void *)(uintptr_t)i; }
 
 static int deleted(unsigned i) { return atomic_load(&del_count[i]); }
 
-/* Inserts and immediately releases, leaving the entry unpinned. */
-static void put(sst_cache *c, uint64_t id, uint64_t off, unsigned v, size_t charge)
+static sst_cache *new_cache(size_t capacity)
+{
+    sst_cache *c = sst_cache_new(capacity);
+    cr_assert_not_null(c);
+    return c;
+}
+
+/* Inserts (id, off) -> val(v) and leaves it pinned: the caller releases it. */
+static sst_cache_handle *pin(sst_cache *c, uint64_t id, uint64_t off, unsigned v, size_t charge)
 {
     sst_cache_handle *h = sst_cache_insert(c, id, off, val(v), charge, count_deleter);
     cr_assert_not_null(h);
-    sst_cache_release(c, h);
+    return h;
+}
+
+/* Inserts and immediately releases, leaving the entry unpinned. */
+static void put(sst_cache *c, uint64_t id, uint64_t off, unsigned v, size_t charge)
+{
+    sst_cache_release(c, pin(c, id, off, v, charge));
 }
 
 /* Whether (id, off) is cached, without leaving it pinned. */
@@ -47,13 +60,11 @@ static bool present(sst_cache *c, uint64_t id, uint64_t off)
 
 Test(cache, insert_lookup_release)
 {
-    sst_cache *c = sst_cache_new(1 << 20);
-    cr_assert_not_null(c);
+    sst_cache *c = new_cache(1 << 20);
     cr_assert_eq(sst_cache_capacity(c), (size_t)1 << 20);
     cr_assert_null(sst_cache_lookup(c, 1, 0));
 
-    sst_cache_handle *h = sst_cache_insert(c, 1, 0, val(7), 100, count_deleter);
-    cr_assert_not_null(h);
+    sst_cache_handle *h = pin(c, 1, 0, 7, 100);
     cr_assert_eq(sst_cache_value(h), val(7));
     sst_cache_release(c, h);
     cr_assert_eq(sst_cache_usage(c), 100);
@@ -78,8 +89,7 @@ Test(cache, free_null_is_noop)
 Test(cache, capacity_bound)
 {
     const size_t cap = 16 * 1000;
-    sst_cache *c = sst_cache_new(cap);
-    cr_assert_not_null(c);
+    sst_cache *c = new_cache(cap);
     unsigned n = 10000;
     for (unsigned i = 0; i < n; i++) {
         put(c, 1 + i % 5, (uint64_t)i * 4096, i, 10 + i % 7);
@@ -101,10 +111,8 @@ Test(cache, capacity_bound)
 
 Test(cache, zero_capacity_keeps_nothing)
 {
-    sst_cache *c = sst_cache_new(0);
-    cr_assert_not_null(c);
-    sst_cache_handle *h = sst_cache_insert(c, 1, 0, val(1), 10, count_deleter);
-    cr_assert_not_null(h);
+    sst_cache *c = new_cache(0);
+    sst_cache_handle *h = pin(c, 1, 0, 1, 10);
     cr_assert_eq(sst_cache_value(h), val(1));
     cr_assert_eq(deleted(1), 0, "pinned entry must survive");
     sst_cache_release(c, h);
@@ -118,8 +126,7 @@ Test(cache, lru_keeps_recently_used)
 {
     /* 100 units per shard; hot keys are touched every 10 inserts, so each is
      * always far younger than the shard's oldest entry. */
-    sst_cache *c = sst_cache_new(16 * 100);
-    cr_assert_not_null(c);
+    sst_cache *c = new_cache(16 * 100);
     const unsigned nhot = 20, ncold = 8000;
     for (unsigned i = 0; i < nhot; i++) put(c, 1, i, i, 1);
     for (unsigned i = 0; i < ncold; i++) {
@@ -141,10 +148,8 @@ Test(cache, lru_keeps_recently_used)
 
 Test(cache, pinned_survives_eviction)
 {
-    sst_cache *c = sst_cache_new(16); /* one unit per shard */
-    cr_assert_not_null(c);
-    sst_cache_handle *h = sst_cache_insert(c, 1, 0, val(0), 1000, count_deleter);
-    cr_assert_not_null(h);
+    sst_cache *c = new_cache(16); /* one unit per shard */
+    sst_cache_handle *h = pin(c, 1, 0, 0, 1000);
     for (unsigned i = 1; i < 2000; i++) put(c, 2, i, i, 1);
     cr_assert_eq(deleted(0), 0, "pinned entry deleted under its user");
     cr_assert_eq(sst_cache_value(h), val(0));
@@ -165,10 +170,8 @@ Test(cache, pinned_survives_eviction)
 
 Test(cache, pinned_survives_replace)
 {
-    sst_cache *c = sst_cache_new(1 << 20);
-    cr_assert_not_null(c);
-    sst_cache_handle *old = sst_cache_insert(c, 3, 64, val(1), 10, count_deleter);
-    cr_assert_not_null(old);
+    sst_cache *c = new_cache(1 << 20);
+    sst_cache_handle *old = pin(c, 3, 64, 1, 10);
     put(c, 3, 64, 2, 20);
     cr_assert_eq(deleted(1), 0);
     cr_assert_eq(sst_cache_value(old), val(1));
@@ -189,10 +192,8 @@ Test(cache, pinned_survives_replace)
 
 Test(cache, pinned_survives_erase)
 {
-    sst_cache *c = sst_cache_new(1 << 20);
-    cr_assert_not_null(c);
-    sst_cache_handle *h = sst_cache_insert(c, 9, 0, val(5), 10, count_deleter);
-    cr_assert_not_null(h);
+    sst_cache *c = new_cache(1 << 20);
+    sst_cache_handle *h = pin(c, 9, 0, 5, 10);
     sst_cache_erase_id(c, 9);
     cr_assert_null(sst_cache_lookup(c, 9, 0));
     cr_assert_eq(deleted(5), 0);
@@ -206,8 +207,7 @@ Test(cache, pinned_survives_erase)
 
 Test(cache, replace_same_key)
 {
-    sst_cache *c = sst_cache_new(1 << 20);
-    cr_assert_not_null(c);
+    sst_cache *c = new_cache(1 << 20);
     put(c, 1, 5, 1, 10);
     put(c, 1, 5, 2, 20);
     cr_assert_eq(deleted(1), 1);
@@ -222,8 +222,7 @@ Test(cache, replace_same_key)
 
 Test(cache, erase_id)
 {
-    sst_cache *c = sst_cache_new(1 << 20);
-    cr_assert_not_null(c);
+    sst_cache *c = new_cache(1 << 20);
     uint64_t a = sst_cache_new_id(c), b = sst_cache_new_id(c);
     const unsigned n = 1000; /* enough to make every shard's table grow */
     for (unsigned i = 0; i < n; i++) {
@@ -392,8 +391,7 @@ Test(cache, multithreaded_stress, .timeout = 60)
 {
     /* Small enough that eviction runs constantly. */
     const size_t cap = 16 * 256;
-    sst_cache *c = sst_cache_new(cap);
-    cr_assert_not_null(c);
+    sst_cache *c = new_cache(cap);
     struct stress_arg args[STRESS_THREADS];
     pthread_t th[STRESS_THREADS];
     struct timespec end;

@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,6 +35,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "tabletserver/commitlog.h"
+#include "testutil.h"
 
 #define MAX_PAYLOAD (1u << 17)
 #define BIG_TABLET  1000u   /* tablets from here on carry payloads of ~`tablet` bytes */
@@ -49,15 +49,9 @@ static char *make_dir(void)
     return strdup(tmpl);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static void remove_tree(char *dir)
 {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_rf(dir);
     free(dir);
 }
 

@@ -9,7 +9,6 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include "common/coding.h"
 #include "common/env.h"
 #include "common/status.h"
+#include "testutil.h"
 
 /* ---- fixtures and helpers -------------------------------------------------- */
 
@@ -31,15 +31,9 @@ static void dir_setup(void)
     cr_assert_not_null(mkdtemp(g_dir), "mkdtemp: %s", strerror(errno));
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static void dir_teardown(void)
 {
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_rf(g_dir);
 }
 
 /* g_dir/name in one of a few rotating buffers, so several can be live at once. */

@@ -43,7 +43,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -64,6 +63,7 @@
 #include "common/status.h"
 #include "tabletserver/commitlog.h"
 #include "tabletserver/tablet.h"
+#include "testutil.h"
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -97,15 +97,9 @@ static char *make_dir(void)
     return d;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static void remove_tree(char *dir)
 {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_rf(dir);
     free(dir);
 }
 

@@ -10,15 +10,9 @@
 #include "common/env.h"
 #include "common/status.h"
 #include "tabletserver/tablet.h"
+#include "testutil.h"
 
 static char g_dir[64];
-
-static void rm_rf(const char *d)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", d);
-}
 
 /* Opens engine + tablet on a fault env over POSIX; group 0 in_memory as given. */
 static void open_all(bt_env *env, bool in_memory, bool create, ts_engine **e, ts_tablet **t)
@@ -91,7 +85,7 @@ static void run(bool in_memory, uint64_t *calls)
     cr_assert_eq(ts_tablet_close(t), BT_OK);
     cr_assert_eq(ts_engine_close(e), BT_OK);
     bt_env_destroy(env);
-    rm_rf(g_dir);
+    test_rm_rf(g_dir);
 }
 
 Test(inmemory, reads_never_touch_the_env, .timeout = 60)
@@ -126,5 +120,5 @@ Test(inmemory, setting_survives_reopen_and_compaction, .timeout = 60)
     cr_assert_eq(ts_tablet_close(t), BT_OK);
     cr_assert_eq(ts_engine_close(e), BT_OK);
     bt_env_destroy(env);
-    rm_rf(g_dir);
+    test_rm_rf(g_dir);
 }

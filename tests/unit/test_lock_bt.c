@@ -13,7 +13,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -22,6 +21,7 @@
 #include "common/rpc.h"
 #include "lockservice/lockd_proto.h"
 #include "tests/unit/lock_suite.h"
+#include "tests/unit/testutil.h"
 
 /* Criterion 2.4's runner leaks a small allocation when tests from two source
  * files (lock_suite.h and this one) run in one binary; that is not ours, and
@@ -47,15 +47,6 @@ static void server_path(char *out, size_t cap)
     snprintf(out, cap, "%s/../bin/bt-lockd", self);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(p);
-    return 0;
-}
-
 static void kill_server(void)
 {
     if (g_srv > 0) {
@@ -69,7 +60,7 @@ static void cleanup(void)
 {
     kill_server();
     if (g_dir[0]) {
-        nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rm_rf(g_dir);
         g_dir[0] = '\0';
     }
 }
@@ -82,11 +73,8 @@ static int start_server(uint16_t port)
     snprintf(portarg, sizeof portarg, "%u", (unsigned)port);
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
+    pid_t pid = ls_fork_tied(); /* the server dies with the test, even on a timeout */
     if (pid == 0) {
-        ls_child_dies_with_parent(parent); /* even if a timeout kills the test */
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);

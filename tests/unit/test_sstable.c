@@ -14,7 +14,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,6 +30,7 @@
 #include "sstable/cache.h"
 #include "sstable/format.h"
 #include "sstable/table.h"
+#include "testutil.h"
 
 /* ---- fixture: one temp dir per test ------------------------------------------------ */
 
@@ -42,20 +42,7 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(dir));
 }
 
-static void teardown(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
+static void teardown(void) { test_rm_rf(dir); }
 
 TestSuite(sstable, .init = setup, .fini = teardown);
 
