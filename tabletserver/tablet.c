@@ -209,22 +209,25 @@ int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, 
     const uint8_t *end = p + n, *row, *fam, *q, *v;
     size_t rl, fl, ql, vl;
     uint64_t count;
-    if (bt_get_lenbytes(&p, end, &row, &rl) || !(p = bt_get_varint64(p, end, &count)) ||
-        count == 0 || count > n)
-        return bt_err(BT_ECORRUPT, "malformed mutation payload header");
-    ts_memtable_note_hash(mt, ts_row_hash(row, rl));
-    for (uint64_t i = 0; i < count; i++) {
-        if (p >= end) return bt_err(BT_ECORRUPT, "truncated mutation payload");
-        int type = *p++;
-        if (bt_get_lenbytes(&p, end, &fam, &fl) || bt_get_lenbytes(&p, end, &q, &ql) || end - p < 16)
-            return bt_err(BT_ECORRUPT, "truncated mutation payload");
-        int64_t a = (int64_t)bt_get_fixed64(p), b = (int64_t)bt_get_fixed64(p + 8);
-        p += 16;
-        if (bt_get_lenbytes(&p, end, &v, &vl)) return bt_err(BT_ECORRUPT, "truncated mutation payload");
-        int rc = apply_one(mt, row, rl, type, fam, fl, q, ql, a, b, v, vl, seq + i);
-        if (rc && rc != BT_EEXIST) return rc; /* EEXIST: replayed twice, harmless */
+    if (n == 0) return bt_err(BT_ECORRUPT, "empty mutation payload");
+    while (p < end) { /* one or more row mutations, back to back */
+        if (bt_get_lenbytes(&p, end, &row, &rl) || !(p = bt_get_varint64(p, end, &count)) ||
+            count == 0 || count > n)
+            return bt_err(BT_ECORRUPT, "malformed mutation payload header");
+        ts_memtable_note_hash(mt, ts_row_hash(row, rl));
+        for (uint64_t i = 0; i < count; i++) {
+            if (p >= end) return bt_err(BT_ECORRUPT, "truncated mutation payload");
+            int type = *p++;
+            if (bt_get_lenbytes(&p, end, &fam, &fl) || bt_get_lenbytes(&p, end, &q, &ql) || end - p < 16)
+                return bt_err(BT_ECORRUPT, "truncated mutation payload");
+            int64_t a = (int64_t)bt_get_fixed64(p), b = (int64_t)bt_get_fixed64(p + 8);
+            p += 16;
+            if (bt_get_lenbytes(&p, end, &v, &vl)) return bt_err(BT_ECORRUPT, "truncated mutation payload");
+            int rc = apply_one(mt, row, rl, type, fam, fl, q, ql, a, b, v, vl, seq++);
+            if (rc && rc != BT_EEXIST) return rc; /* EEXIST: replayed twice, harmless */
+        }
     }
-    if (last) *last = seq + count - 1;
+    if (last) *last = seq - 1;
     return BT_OK;
 }
 
@@ -328,7 +331,7 @@ static int make_room(ts_tablet *t)
         bool full = ts_memtable_bytes(t->mem.mt) >= o->memtable_bytes;
         if (tables < o->stop_sstables && !full) return BT_OK;
         if (full && !t->imm.mt && tables < o->stop_sstables) return rotate(t);
-        if (t->bg_error && !retried && !t->bg_queued && !t->bg_running) {
+        if (t->bg_error && !retried && !t->bg_queued && !t->bg_running && !t->flush_running) {
             /* Nothing else retries failed background work: do it once per
              * write, so a transient failure (disk full) does not wedge us. */
             retried = true;
@@ -347,19 +350,31 @@ static int make_room(ts_tablet *t)
 
 /* ---- the write path ------------------------------------------------------- */
 
-int ts_tablet_mutate_row(ts_tablet *t, const uint8_t *row, size_t row_len,
-                         const ts_mutation *muts, int n)
+int ts_tablet_mutate_rows(ts_tablet *t, const ts_row_mutation *rows, int nrows, int *failed)
 {
     uint8_t stack[2048];
+    int rc = BT_OK;
+    if (failed) *failed = -1;
+    if (nrows <= 0 || nrows > TS_MAX_BATCH_ROWS)
+        return bt_err(BT_EINVAL, "a batch needs 1..%d rows, got %d", TS_MAX_BATCH_ROWS, nrows);
+    size_t cap = 0;
+    uint64_t nmuts = 0;
     pthread_mutex_lock(&t->mu);
-    int rc = validate(t, row, row_len, muts, n);
+    for (int i = 0; i < nrows && !rc; i++) {
+        rc = validate(t, rows[i].row, rows[i].row_len, rows[i].muts, rows[i].n);
+        if (rc && failed) *failed = i;
+        cap += payload_size(rows[i].row_len, rows[i].muts, rows[i].n);
+        nmuts += (uint64_t)rows[i].n;
+    }
     pthread_mutex_unlock(&t->mu);
     if (rc) return rc;
 
-    size_t cap = payload_size(row_len, muts, n);
     uint8_t *payload = cap <= sizeof stack ? stack : malloc(cap);
     if (!payload) return BT_ENOMEM;
-    size_t plen = encode_payload(payload, row, row_len, muts, n, ts_engine_now(t->eng));
+    size_t plen = 0;
+    int64_t now = ts_engine_now(t->eng);
+    for (int i = 0; i < nrows; i++)
+        plen += encode_payload(payload + plen, rows[i].row, rows[i].row_len, rows[i].muts, rows[i].n, now);
 
     pthread_mutex_lock(&t->mu);
     rc = make_room(t);
@@ -369,24 +384,31 @@ int ts_tablet_mutate_row(ts_tablet *t, const uint8_t *row, size_t row_len,
         return rc;
     }
     uint64_t seq = t->last_seq + 1;
-    t->last_seq += (uint64_t)n;
+    t->last_seq += nmuts;
     ts_memtable *mt = t->mem.mt;
     t->mem.max_seq = t->last_seq;
     t->mem.pending++;
     pthread_mutex_unlock(&t->mu);
 
-    rc = ts_log_append(t->eng->log, t->id, seq, seq + (uint64_t)n - 1, payload, plen);
+    rc = ts_log_append(t->eng->log, t->id, seq, seq + nmuts - 1, payload, plen);
 
     pthread_mutex_lock(&t->mu);
     while (t->visible_seq != seq - 1) pthread_cond_wait(&t->cv, &t->mu);
     if (!rc) rc = ts_apply_payload(mt, payload, plen, seq, NULL);
-    t->visible_seq = seq + (uint64_t)n - 1;
+    t->visible_seq = seq + nmuts - 1;
     ts_mem *slot = t->mem.mt == mt ? &t->mem : &t->imm;
     slot->pending--;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
     if (payload != stack) free(payload);
     return rc;
+}
+
+int ts_tablet_mutate_row(ts_tablet *t, const uint8_t *row, size_t row_len,
+                         const ts_mutation *muts, int n)
+{
+    ts_row_mutation rm = { row, row_len, muts, n };
+    return ts_tablet_mutate_rows(t, &rm, 1, NULL);
 }
 
 /* ---- open / create / close ------------------------------------------------------ */
@@ -544,7 +566,7 @@ int ts_tablet_close(ts_tablet *t)
     t->closing = true;
     while (t->visible_seq != t->last_seq) pthread_cond_wait(&t->cv, &t->mu);
     dequeue(t);
-    while (t->bg_queued || t->bg_running) pthread_cond_wait(&t->cv, &t->mu);
+    while (t->bg_queued || t->bg_running || t->flush_running) pthread_cond_wait(&t->cv, &t->mu);
     pthread_mutex_unlock(&t->mu);
     atomic_fetch_sub(&t->eng->n_tablets, 1);
     tablet_free(t);
@@ -552,6 +574,15 @@ int ts_tablet_close(ts_tablet *t)
 }
 
 uint64_t ts_tablet_id(const ts_tablet *t) { return t->id; }
+
+void ts_tablet_range(const ts_tablet *t, const uint8_t **start, size_t *start_len,
+                     const uint8_t **end, size_t *end_len)
+{
+    *start = t->start.data;
+    *start_len = t->start.len;
+    *end = t->end.data;
+    *end_len = t->end.len;
+}
 const ts_schema *ts_tablet_schema(const ts_tablet *t) { return &t->schema; }
 
 int ts_tablet_set_schema(ts_tablet *t, const ts_schema *s)

@@ -111,6 +111,10 @@ int ts_tablet_open(ts_engine *e, const char *dir, ts_tablet **out);
 int ts_tablet_close(ts_tablet *t);
 
 uint64_t ts_tablet_id(const ts_tablet *t);
+/* The tablet's row range [start, end) (end_len 0: to the end); the pointers
+ * stay valid while the tablet is open. */
+void ts_tablet_range(const ts_tablet *t, const uint8_t **start, size_t *start_len,
+                     const uint8_t **end, size_t *end_len);
 const ts_schema *ts_tablet_schema(const ts_tablet *t);
 
 /* Replaces the schema (families may be added; removed families' data is
@@ -141,6 +145,21 @@ typedef struct ts_mutation {
  * I/O errors from the commit log (nothing applied). */
 int ts_tablet_mutate_row(ts_tablet *t, const uint8_t *row, size_t row_len,
                          const ts_mutation *muts, int n);
+
+/* One row's mutations, for ts_tablet_mutate_rows. */
+typedef struct ts_row_mutation {
+    const uint8_t *row; size_t row_len;
+    const ts_mutation *muts; int n;
+} ts_row_mutation;
+
+#define TS_MAX_BATCH_ROWS 100000
+
+/* Applies several row mutations with one commit-log record (so one fsync in
+ * SYNC mode): readers see all of them or none.  Every row is validated first;
+ * if one is invalid nothing is applied, the error is returned and *failed
+ * (if not NULL) is its index (-1 for errors not tied to a row).  Rows may
+ * repeat; later ones apply after earlier ones.  Errors as ts_tablet_mutate_row. */
+int ts_tablet_mutate_rows(ts_tablet *t, const ts_row_mutation *rows, int nrows, int *failed);
 
 /* ---- reads ------------------------------------------------------------------ */
 typedef struct ts_column_ref {

@@ -271,6 +271,43 @@ Test(tablet, failed_mutation_applies_nothing)
     tu_finish(&f);
 }
 
+/* ts_tablet_mutate_rows: one commit-log record for many rows; an invalid row
+ * fails the whole batch (nothing applied) and is named by its index; the
+ * multi-row record replays after a crash with the same sequence numbers. */
+Test(tablet, batch_of_rows_is_one_record_and_replays)
+{
+    tu_fx f;
+    tu_start_abc(&f, TS_DURABILITY_SYNC);
+    ts_mutation m1[] = {SET("a", "q", 1, "x1"), SET("b", "q", 2, "y1")};
+    ts_mutation m2[] = {SET("a", "q", 1, "x2")};
+    ts_mutation m3[] = {DELFAM("b")};
+    ts_mutation bad[] = {SET("zz", "q", 1, "nope")};
+    ts_row_mutation ok[] = {
+        {(const uint8_t *)"r1", 2, m1, 2}, {(const uint8_t *)"r2", 2, m2, 1}, {(const uint8_t *)"r1", 2, m3, 1},
+    };
+    ts_row_mutation mixed[] = {{(const uint8_t *)"r3", 2, m2, 1}, {(const uint8_t *)"r4", 2, bad, 1}};
+    int failed = 7;
+    EXPECT_ERR(ts_tablet_mutate_rows(f.t, mixed, 2, &failed), BT_ENOTFOUND);
+    cr_assert_eq(failed, 1, "the bad row's index");
+    EXPECT_ERR(ts_tablet_mutate_rows(f.t, ok, 0, &failed), BT_EINVAL);
+    cr_assert_eq(failed, -1);
+    cr_assert_eq(ts_tablet_mutate_rows(f.t, ok, 3, &failed), BT_OK, "%s", bt_errmsg());
+    /* rows apply in order: r1's family b is deleted by the third entry */
+    const char *want = "r1: a:q@1=x1\nr2: a:q@1=x2\n";
+    tu_expect_scan(f.t, NULL, want, "after the batch");
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.last_seq, 4, "one sequence per mutation across the rows");
+    ts_log_stats ls;
+    ts_log_get_stats(ts_engine_log(f.e), &ls);
+    cr_assert_eq(ls.appends, 1, "the batch is one commit-log record");
+    tu_crash_reopen(&f);
+    tu_expect_scan(f.t, NULL, want, "after replay");
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.last_seq, 4);
+    tu_finish(&f);
+}
+
 /* ---- versions ------------------------------------------------------------------------- */
 
 Test(tablet, versions_newest_first_and_limits)
