@@ -31,6 +31,7 @@
 
 /* Bytes a scanning iterator reads at once (see fetch()). */
 #define READAHEAD (128 * 1024)
+#define READAHEAD_AFTER 2
 
 typedef struct handle {
     uint64_t off, size;
@@ -501,18 +502,22 @@ typedef struct table_iter {
     bt_buf raw;              /* reused read buffer: the last read, readahead included */
     uint64_t raw_off;        /* file offset of raw.data[0]; raw.len bytes valid */
     uint64_t seq_next;       /* where a sequential reader's next block starts */
+    unsigned seq_run;        /* consecutive sequential block reads so far */
     bt_buf ubuf;             /* reused decompression buffer */
     int status;
 } table_iter;
 
 /* Returns the block + trailer bytes at h, from the last read if it covers
- * them.  A read that continues where the previous block ended is a scan, so
- * it fetches READAHEAD bytes at once (within the data region) and the next
- * blocks come from memory without a system call. */
+ * them.  Once READAHEAD_AFTER reads in a row each continued where the previous
+ * block ended, the reader is scanning: it fetches READAHEAD bytes at once
+ * (within the data region) and the next blocks come from memory without a
+ * system call.  A single step into the next block (a point read peeking past
+ * its row's last cell) stays a plain block read. */
 static int fetch(table_iter *it, const handle *h, const uint8_t **raw)
 {
     size_t need = (size_t)h->size + SST_BLOCK_TRAILER;
-    bool sequential = h->off == it->seq_next;
+    it->seq_run = h->off == it->seq_next ? it->seq_run + 1 : 0;
+    bool sequential = it->seq_run >= READAHEAD_AFTER;
     it->seq_next = h->off + need;
     if (h->off >= it->raw_off && h->off - it->raw_off <= it->raw.len &&
         need <= it->raw.len - (h->off - it->raw_off)) {
@@ -742,6 +747,7 @@ sst_iter *sst_reader_iter(sst_reader *r, bool fill_cache)
     it->r = r;
     it->fill_cache = fill_cache;
     it->seq_next = UINT64_MAX;
+    it->seq_run = 0;
     sst_block_iter_init(&it->index, &r->index);
     sst_block_iter_init(&it->data, NULL);
     sst_reader_ref(r);
