@@ -378,10 +378,26 @@ static int group_needing_merge(ts_tablet *t)
 
 /* ---- the background loop ---------------------------------------------------- */
 
+/* A minor compaction, marked so that no second one starts beside it. */
+static int flush_step(ts_tablet *t)
+{
+    t->flush_running = true;
+    int rc = minor_compaction(t);
+    t->flush_running = false;
+    return rc;
+}
+
+static void note_bg_error(ts_tablet *t, int rc)
+{
+    t->bg_error = rc;
+    BT_ERROR("tablet %llu: background compaction failed: %s (%s)",
+             (unsigned long long)t->id, bt_strerror(rc), bt_errmsg());
+}
+
 static int one_step(ts_tablet *t, bool *did)
 {
     *did = true;
-    if (t->imm.mt) return minor_compaction(t);
+    if (t->imm.mt && !t->flush_running) return flush_step(t);
     if (t->major_requested) {
         int rc = major_compaction(t);
         t->major_requested = false;
@@ -404,14 +420,22 @@ void ts_tablet_background(ts_tablet *t)
 {
     pthread_mutex_lock(&t->mu);
     t->bg_queued = false;
+    if (t->bg_running) {
+        /* another thread is merging: flush beside it (see ts_engine_schedule) */
+        if (t->imm.mt && !t->flush_running && !t->closing) {
+            int rc = flush_step(t);
+            if (rc) note_bg_error(t, rc);
+        }
+        pthread_cond_broadcast(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        return;
+    }
     t->bg_running = true;
     while (!t->closing) {
         bool did;
         int rc = one_step(t, &did);
         if (rc) {
-            t->bg_error = rc;
-            BT_ERROR("tablet %llu: background compaction failed: %s (%s)",
-                     (unsigned long long)t->id, bt_strerror(rc), bt_errmsg());
+            note_bg_error(t, rc);
             break;
         }
         t->bg_error = 0;
@@ -426,7 +450,7 @@ void ts_tablet_background(ts_tablet *t)
 
 static int wait_bg(ts_tablet *t)
 {
-    while (t->bg_queued || t->bg_running) pthread_cond_wait(&t->cv, &t->mu);
+    while (t->bg_queued || t->bg_running || t->flush_running) pthread_cond_wait(&t->cv, &t->mu);
     return t->bg_error;
 }
 

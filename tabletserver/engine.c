@@ -29,6 +29,7 @@ ts_log *ts_engine_log(ts_engine *e) { return e->log; }
 static void *worker(void *arg)
 {
     ts_engine *e = arg;
+    pthread_setname_np(pthread_self(), "bt-compact");
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (!e->stop && e->qlen == 0) pthread_cond_wait(&e->cv, &e->mu);
@@ -46,7 +47,11 @@ static void *worker(void *arg)
 
 void ts_engine_schedule(ts_engine *e, ts_tablet *t)
 {
-    if (t->bg_queued || t->bg_running || t->closing) return;
+    /* A tablet runs one background job at a time, except that a flush may
+     * run beside a long merge on a second thread, so writers never wait for
+     * a merge to end before their memtable can rotate. */
+    if (t->bg_queued || t->closing) return;
+    if (t->bg_running && (!t->imm.mt || t->flush_running)) return;
     pthread_mutex_lock(&e->mu);
     if (e->qlen == e->qcap) {
         int cap = e->qcap ? e->qcap * 2 : 16;

@@ -135,7 +135,7 @@ int ts_tablet_split(ts_tablet *t, const uint8_t *mid, size_t mid_len,
     pthread_mutex_unlock(&t->mu);
     int rc = ts_tablet_flush(t);
     pthread_mutex_lock(&t->mu);
-    while (!rc && (t->bg_queued || t->bg_running)) pthread_cond_wait(&t->cv, &t->mu);
+    while (!rc && (t->bg_queued || t->bg_running || t->flush_running)) pthread_cond_wait(&t->cv, &t->mu);
 
     bt_buf m = {0}, lo = {0}, hi = {0};
     if (!rc) rc = mid_len ? bt_buf_append(&m, mid, mid_len) : pick_mid(t, &m);

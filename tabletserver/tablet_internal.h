@@ -102,6 +102,7 @@ struct ts_tablet {
     uint64_t flushed_seq;
     uint64_t next_file;
     bool bg_queued, bg_running, closing, major_requested;
+    bool flush_running;         /* a minor compaction is running (maybe beside a merge) */
     bool frozen;                /* splitting: writes get BT_ENOTSERVING */
     int bg_error;               /* last background failure (retried), 0 if none */
     ts_tablet_stats stats;
