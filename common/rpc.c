@@ -705,6 +705,7 @@ int rpc_server_connections(const rpc_server *s) { return atomic_load(&s->nconns)
 static void *server_main(void *arg)
 {
     rpc_server *s = arg;
+    pthread_setname_np(pthread_self(), "bt-rpc-server");
     block_sigpipe();
     tls_loop = s->hub;
     event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
@@ -1106,6 +1107,7 @@ static void client_destroy(rpc_client *c)
 static void *client_main(void *arg)
 {
     rpc_client *c = arg;
+    pthread_setname_np(pthread_self(), "bt-rpc-client");
     block_sigpipe();
     tls_loop = c;
     event_base_loop(c->base, EVLOOP_NO_EXIT_ON_EMPTY);

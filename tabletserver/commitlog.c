@@ -873,6 +873,7 @@ static void deadline_after_ms(struct timespec *ts, uint32_t ms)
 static void *bg_main(void *arg)
 {
     ts_log *l = arg;
+    pthread_setname_np(pthread_self(), "bt-logsync");
     pthread_mutex_lock(&l->mu);
     while (!l->closing) {
         struct timespec ts;
