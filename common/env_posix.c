@@ -30,8 +30,25 @@ struct posix_wfile {
     bt_wfile base;
     int fd;
     uint64_t size;  /* next write offset: appends use pwrite at this offset */
+    uint64_t range_synced; /* bytes before this were handed to writeback */
     char path[];
 };
+
+/* Every RANGE_SYNC_BYTES appended, the new bytes are handed to writeback
+ * (sync_file_range WRITE, which does not wait).  A large file being written
+ * (a flush, a compaction) then never holds hundreds of MiB of dirty pages,
+ * which an fdatasync of the commit log would otherwise have to wait for on
+ * ext4's ordered journal, and which make writeback come in bursts. */
+#define RANGE_SYNC_BYTES (1u << 20)
+
+static void start_writeback(struct posix_wfile *f)
+{
+    if (f->size - f->range_synced < RANGE_SYNC_BYTES) return;
+    /* best effort: an error here is seen by the next fdatasync */
+    sync_file_range(f->fd, (off_t)f->range_synced, (off_t)(f->size - f->range_synced),
+                    SYNC_FILE_RANGE_WRITE);
+    f->range_synced = f->size;
+}
 
 static int pw_append(bt_wfile *wf, const void *data, size_t n)
 {
@@ -48,6 +65,7 @@ static int pw_append(bt_wfile *wf, const void *data, size_t n)
         n -= (size_t)w;
         f->size += (uint64_t)w;
     }
+    start_writeback(f);
     return BT_OK;
 }
 
@@ -117,6 +135,7 @@ static int px_open_writable(bt_env *e, const char *path, int mode, bt_wfile **ou
         return rc;
     }
     f->size = (uint64_t)st.st_size; /* 0 unless BT_ENV_APPEND kept old data */
+    f->range_synced = f->size;
     f->base.ops = &posix_wfile_ops;
     *out = &f->base;
     return BT_OK;
