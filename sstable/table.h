@@ -102,6 +102,12 @@ bool sst_reader_may_contain(const sst_reader *r, const uint8_t *prefix, size_t n
  * compactions so one-off reads do not evict hot blocks. NULL on ENOMEM. */
 sst_iter *sst_reader_iter(sst_reader *r, bool fill_cache);
 
+/* An iterator that never does I/O: needing a data block that is neither in
+ * the block cache nor in memory (an in-memory table) fails it with BT_EBUSY,
+ * so a caller on a thread that must not block (the RPC loop) can retry the
+ * read on one that may.  NULL on ENOMEM. */
+sst_iter *sst_reader_iter_no_io(sst_reader *r);
+
 /* Copies into *out the index key nearest to the middle of the data bytes
  * (a separator, >= the last key of its block).  BT_ENOTFOUND if the table has
  * fewer than two data blocks. */

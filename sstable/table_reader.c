@@ -57,6 +57,7 @@ struct sst_reader {
     uint8_t *keys_mem;       /* smallest || largest */
     named_prop *named;
     size_t nnamed;
+    bool in_memory;          /* the file is a copy in memory: reading it is no I/O */
 };
 
 /* ---- block access ------------------------------------------------------------ */
@@ -435,6 +436,7 @@ int sst_reader_open_ex(bt_env *env, const char *path, sst_cache *cache, bool in_
     if (in_memory) {
         rc = open_in_memory(env, path, &r->file, &size);
         cache = NULL;   /* the blocks are in memory already */
+        r->in_memory = true;
     } else {
         rc = bt_env_file_size(env, path, &size);
         if (!rc) rc = bt_env_open_readable(env, path, &r->file);
@@ -494,6 +496,7 @@ typedef struct table_iter {
     sst_iter base;
     sst_reader *r;
     bool fill_cache;
+    bool no_io;              /* fail with BT_EBUSY instead of reading from the file */
     sst_block_iter index;
     sst_block_iter data;
     bool in_block;           /* data is set on the block at block_off */
@@ -630,7 +633,15 @@ static int load_block(table_iter *it)
     drop_block(it);
     sst_block blk;
     int rc;
-    if (it->r->cache) {
+    if (it->no_io && !it->r->in_memory) {
+        sst_cache_handle *ch = it->r->cache ? sst_cache_lookup(it->r->cache, it->r->cache_id, h.off) : NULL;
+        if (!ch)
+            return it->status = bt_err(BT_EBUSY, "%s: block at %llu is not cached", it->r->path,
+                                       (unsigned long long)h.off);
+        blk = ((cached_block *)sst_cache_value(ch))->blk;
+        it->h = ch;
+        rc = BT_OK;
+    } else if (it->r->cache) {
         rc = block_via_cache(it, &h, &blk);
     } else {
         const uint8_t *data;
@@ -739,13 +750,14 @@ static const struct sst_iter_ops table_iter_ops = {
     .key = ti_key, .value = ti_value, .status = ti_status, .destroy = ti_destroy,
 };
 
-sst_iter *sst_reader_iter(sst_reader *r, bool fill_cache)
+static sst_iter *new_iter(sst_reader *r, bool fill_cache, bool no_io)
 {
     table_iter *it = calloc(1, sizeof *it);
     if (!it) return NULL;
     it->base.ops = &table_iter_ops;
     it->r = r;
     it->fill_cache = fill_cache;
+    it->no_io = no_io;
     it->seq_next = UINT64_MAX;
     it->seq_run = 0;
     sst_block_iter_init(&it->index, &r->index);
@@ -753,6 +765,10 @@ sst_iter *sst_reader_iter(sst_reader *r, bool fill_cache)
     sst_reader_ref(r);
     return &it->base;
 }
+
+sst_iter *sst_reader_iter(sst_reader *r, bool fill_cache) { return new_iter(r, fill_cache, false); }
+
+sst_iter *sst_reader_iter_no_io(sst_reader *r) { return new_iter(r, false, true); }
 
 /* ---- size estimates ------------------------------------------------------------------- */
 

@@ -598,7 +598,8 @@ static int build_iter(ts_scanner *s, uint32_t groups, const bt_buf *point_row)
         if (point_row && !table_may_hold_row(tb, point_row, s->sc)) continue;
         /* point reads fill the block cache; range scans use it but do not
          * flush it with blocks they read once */
-        sst_iter *it = sst_reader_iter(tb->reader, point_row != NULL);
+        sst_iter *it = s->o.no_io ? sst_reader_iter_no_io(tb->reader)
+                                  : sst_reader_iter(tb->reader, point_row != NULL);
         it = ts_range_iter_new(it, tb->meta.lo.data, tb->meta.lo.len, tb->meta.hi.data, tb->meta.hi.len);
         if (!it) rc = BT_ENOMEM;
         else kids[n++] = it;

@@ -188,6 +188,9 @@ typedef struct ts_read_options {
     uint32_t cells_per_row;     /* 0 = no limit */
     uint64_t row_limit;         /* rows returned; 0 = no limit */
     bool strip_value;           /* return cells with empty values */
+    bool no_io;                 /* fail with BT_EBUSY rather than read an SSTable
+                                   block that is not in memory (for callers that
+                                   must not block; they retry on another thread) */
 } ts_read_options;
 
 typedef struct ts_cell {
