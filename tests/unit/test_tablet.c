@@ -308,6 +308,32 @@ Test(tablet, batch_of_rows_is_one_record_and_replays)
     tu_finish(&f);
 }
 
+/* no_io reads: memtable rows and cached blocks are answered, a block that
+ * would have to be read from the file fails with BT_EBUSY (and the normal
+ * read that follows fills the cache). */
+Test(tablet, no_io_reads_fail_busy_on_uncached_blocks)
+{
+    tu_fx f;
+    tu_start_abc(&f, TS_DURABILITY_SYNC);
+    MUT(f.t, "old", SET("a", "q", 1, "on disk"));
+    tu_flush(f.t);
+    tu_reopen(&f); /* a fresh engine: nothing cached */
+    MUT(f.t, "new", SET("a", "q", 1, "in memory"));
+    ts_read_options ro = { .no_io = true };
+    ts_row row;
+    cr_assert_eq(ts_tablet_read_row(f.t, (const uint8_t *)"new", 3, &ro, &row), BT_OK, "%s", bt_errmsg());
+    ts_row_free(&row);
+    EXPECT_ERR(ts_tablet_read_row(f.t, (const uint8_t *)"old", 3, &ro, &row), BT_EBUSY);
+    ts_read_options normal = {0};
+    cr_assert_eq(ts_tablet_read_row(f.t, (const uint8_t *)"old", 3, &normal, &row), BT_OK);
+    ts_row_free(&row);
+    cr_assert_eq(ts_tablet_read_row(f.t, (const uint8_t *)"old", 3, &ro, &row), BT_OK, "now cached: %s", bt_errmsg());
+    cr_assert_eq(row.n_cells, 1);
+    cr_assert_eq(row.cells[0].value_len, 7);
+    ts_row_free(&row);
+    tu_finish(&f);
+}
+
 /* ---- versions ------------------------------------------------------------------------- */
 
 Test(tablet, versions_newest_first_and_limits)
