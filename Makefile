@@ -11,7 +11,7 @@
 #
 # Sources are found by glob, so adding a module file needs no Makefile edit:
 #   <module>/*.c          -> build/lib/libbtcore.a (except files named *_main.c)
-#   tools/<name>_main.c   -> build/bin/bt-<name>
+#   tools/<name>_main.c   -> build/bin/bt-<name> (with tools/<name>_*.c)
 #   tests/unit/test_*.c   -> build/tests/test_* (Criterion)
 
 CC      ?= cc
@@ -41,7 +41,7 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/shim
 endif
 LDFLAGS += $(SANFLAGS)
 
-LIB_DIRS  := common sstable tabletserver lockservice
+LIB_DIRS  := common sstable tabletserver lockservice client
 LIB_SRCS  := $(filter-out %_main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/lib/libbtcore.a
@@ -75,9 +75,12 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/bt-%: $(BUILD)/obj/tools/%_main.o $(LIB)
+# A tool may be split over tools/<name>_*.c; every such file links into bt-<name>.
+tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %_main.c,$(wildcard tools/$(1)_*.c)))
+.SECONDEXPANSION:
+$(BUILD)/bin/bt-%: $(BUILD)/obj/tools/%_main.o $$(call tool_objs,$$*) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $(filter %.o,$^) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB) $(SHIM_OBJ)
 	@mkdir -p $(dir $@)
@@ -129,4 +132,4 @@ install: all
 clean:
 	rm -rf build build-asan build-tsan $(FUZZ_BUILD)
 
--include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(SHIM_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(wildcard tools/*.c)) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(SHIM_OBJ:.o=.d)

@@ -43,6 +43,7 @@
 
 #include "common/status.h"
 #include "tabletserver/tablet.h"
+#include "tools/bench_server.h"
 
 #define KEY_LEN        16
 #define MAX_KEYS       10000000000000000ull   /* 10^16: keys stay 16 digits */
@@ -662,6 +663,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: bt-bench embedded --engine tablet|leveldb --n N --dir DIR [options]\n"
+        "       bt-bench server --addr HOST:PORT --workload write|read|scan [options]\n"
+        "               (see bt-bench server --help)\n"
         "\n"
         "  --engine E        tablet or leveldb (required)\n"
         "  --n N             number of keys and operations (required, >= 1)\n"
@@ -790,9 +793,9 @@ static void parse_args(config *c, int argc, char **argv)
     c->seed = 301;
     parse_workloads(c, "fillseq,fillrandom,overwrite,readrandom,readseq,fillsync");
     if (argc < 2)
-        usage_error("missing mode (only 'embedded' exists)");
+        usage_error("missing mode (embedded or server)");
     if (strcmp(argv[1], "embedded") != 0)
-        usage_error("unknown mode '%s' (only 'embedded' exists)", argv[1]);
+        usage_error("unknown mode '%s' (embedded or server)", argv[1]);
     for (int i = 2; i < argc; i++) {
         char flag[32];
         const char *arg = argv[i], *val, *eq = strchr(arg, '=');
@@ -852,6 +855,8 @@ static void bench_init(bench *b, const config *c)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "server") == 0)
+        return bench_server_main(argc, argv);
     if (wants_help(argc, argv)) {
         usage(stdout);
         return 0;
