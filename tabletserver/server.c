@@ -104,6 +104,10 @@ struct ts_server {
     rpc_server *rpc;
     int64_t start_wall_us;
 
+    /* serialises what changes the set of tablets (load, unload, split, the
+     * drop after a lost session), so two loads of one tablet never race */
+    pthread_mutex_t admin_mu;
+
     /* lock service */
     pthread_mutex_t lk_mu;     /* guards lk replacement (supervisor) against users */
     lk_client *lk;
@@ -652,6 +656,9 @@ static void scanner_unlink_locked(ts_server *s, scanner *x)
 /* Ends a request on x: frees it if `finished`, else makes it idle again. */
 static void scanner_release(ts_server *s, scanner *x, bool finished)
 {
+    /* an unload waiting for this scanner's reference closes only idle
+     * scanners: one that was busy then must end here */
+    if (!atomic_load(&x->e->serving)) finished = true;
     pthread_mutex_lock(&s->scan_mu);
     x->busy = false;
     x->last_used_us = mono_us();
@@ -1241,15 +1248,24 @@ static int run_admin_one(ts_server *s, job *j, bt_buf *out)
     entry *e;
     switch (j->method) {
     case TSP_LOAD_TABLET:
-        return do_load(s, &r);
+        pthread_mutex_lock(&s->admin_mu);
+        rc = do_load(s, &r);
+        pthread_mutex_unlock(&s->admin_mu);
+        return rc;
     case TSP_SPLIT:
-        return do_split(s, &r, out);
+        pthread_mutex_lock(&s->admin_mu);
+        rc = do_split(s, &r, out);
+        pthread_mutex_unlock(&s->admin_mu);
+        return rc;
     case TSP_UNLOAD_TABLET:
         rc = bt_msg_get_varint(&r, &id);
         if (!rc) rc = bt_msg_reader_done(&r);
         if (rc) return rc;
+        pthread_mutex_lock(&s->admin_mu);
         e = entry_lookup(s, id);
-        return e ? unload_entry(s, e, true) : BT_ENOTSERVING;
+        rc = e ? unload_entry(s, e, true) : BT_ENOTSERVING;
+        pthread_mutex_unlock(&s->admin_mu);
+        return rc;
     default: /* flush, compact */
         rc = bt_msg_get_varint(&r, &id);
         if (!rc) rc = bt_msg_reader_done(&r);
@@ -1461,6 +1477,7 @@ static int lock_register(ts_server *s, bool first, lk_client **out)
  * server may be replaying them by now). */
 static void drop_all_tablets(ts_server *s)
 {
+    pthread_mutex_lock(&s->admin_mu);
     for (;;) {
         pthread_rwlock_rdlock(&s->map_mu);
         entry *e = s->n_tablets ? s->tablets[0] : NULL;
@@ -1468,6 +1485,7 @@ static void drop_all_tablets(ts_server *s)
         if (!e) break;
         unload_entry(s, e, false);
     }
+    pthread_mutex_unlock(&s->admin_mu);
 }
 
 int ts_server_run(ts_server *s)
@@ -1578,6 +1596,7 @@ static int server_setup(ts_server *s, const ts_server_options *o)
     if (!s->bind || !s->data_dir || !s->lock_url) return BT_ENOMEM;
     s->start_wall_us = wall_us();
     pthread_mutex_init(&s->lk_mu, NULL);
+    pthread_mutex_init(&s->admin_mu, NULL);
     pthread_rwlock_init(&s->map_mu, NULL);
     pthread_mutex_init(&s->drain_mu, NULL);
     pthread_cond_init(&s->drain_cv, NULL);
