@@ -544,7 +544,7 @@ static void run_writes(ts_server *s, job *list)
             snprintf(wj[k].detail, sizeof wj[k].detail, "%s", bt_errmsg()[0] ? bt_errmsg() : bt_strerror(rc));
         }
     }
-    qsort(rows, nrows, sizeof *rows, cmp_wrow);
+    if (nrows > 1) qsort(rows, nrows, sizeof *rows, cmp_wrow);
     for (size_t i = 0; i < nrows;) {
         size_t e = i + 1;
         while (e < nrows && rows[e].tablet == rows[i].tablet) e++;
