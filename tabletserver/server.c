@@ -201,7 +201,10 @@ static entry *tablet_get(ts_server *s, uint64_t id)
 
 static void tablet_put(ts_server *s, entry *e)
 {
-    if (atomic_fetch_sub(&e->refs, 1) == 1 && !atomic_load(&e->serving)) {
+    /* e may be freed as soon as refs reaches 0: read serving before.  A drain
+     * that starts between the two is covered by tablet_drain's timed wait. */
+    bool serving = atomic_load(&e->serving);
+    if (atomic_fetch_sub(&e->refs, 1) == 1 && !serving) {
         pthread_mutex_lock(&s->drain_mu);
         pthread_cond_broadcast(&s->drain_cv);
         pthread_mutex_unlock(&s->drain_mu);
@@ -257,7 +260,14 @@ static void tablet_drain(ts_server *s, entry *e)
     atomic_store(&e->serving, false);
     close_scanners_of(s, e);
     pthread_mutex_lock(&s->drain_mu);
-    while (atomic_load(&e->refs) > 0) pthread_cond_wait(&s->drain_cv, &s->drain_mu);
+    while (atomic_load(&e->refs) > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 5 * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->drain_cv, &s->drain_mu, &ts);
+    }
     pthread_mutex_unlock(&s->drain_mu);
 }
 
