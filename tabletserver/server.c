@@ -38,6 +38,17 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline_ms(long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    return ts;
+}
+
 static int64_t wall_us(void)
 {
     struct timespec ts;
@@ -261,11 +272,7 @@ static void tablet_drain(ts_server *s, entry *e)
     close_scanners_of(s, e);
     pthread_mutex_lock(&s->drain_mu);
     while (atomic_load(&e->refs) > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 5 * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        struct timespec ts = deadline_ms(5);
         pthread_cond_timedwait(&s->drain_cv, &s->drain_mu, &ts);
     }
     pthread_mutex_unlock(&s->drain_mu);
@@ -677,16 +684,16 @@ static void scanner_release(ts_server *s, scanner *x, bool finished)
     if (finished) scanner_free(s, x);
 }
 
-/* Closes every scanner of e that is idle; busy ones end with their batch
- * (their next call fails as the entry no longer serves). */
-static void close_scanners_of(ts_server *s, entry *e)
+/* Unlinks the idle scanners `pick` selects and frees them (outside scan_mu). */
+static void close_scanners_if(ts_server *s, bool (*pick)(const scanner *x, const void *arg),
+                              const void *arg, const char *why)
 {
     scanner *dead = NULL;
     pthread_mutex_lock(&s->scan_mu);
     for (int b = 0; b < SCAN_BUCKETS; b++)
         for (scanner **pp = &s->scan_tab[b]; *pp;) {
             scanner *x = *pp;
-            if ((e == NULL || x->e == e) && !x->busy) {
+            if (!x->busy && pick(x, arg)) {
                 *pp = x->next;
                 s->n_scanners--;
                 x->next = dead;
@@ -698,34 +705,22 @@ static void close_scanners_of(ts_server *s, entry *e)
     pthread_mutex_unlock(&s->scan_mu);
     for (scanner *x = dead, *nx; x; x = nx) {
         nx = x->next;
+        if (why) BT_INFO("closing scanner %llu: %s", (unsigned long long)x->id, why);
         scanner_free(s, x);
     }
 }
 
+static bool of_entry(const scanner *x, const void *e) { return e == NULL || x->e == e; }
+static bool idle_before(const scanner *x, const void *cutoff) { return x->last_used_us < *(const int64_t *)cutoff; }
+
+/* Closes every scanner of e (NULL: all) that is idle; busy ones end with
+ * their batch (their next call fails as the entry no longer serves). */
+static void close_scanners_of(ts_server *s, entry *e) { close_scanners_if(s, of_entry, e, NULL); }
+
 static void expire_scanners(ts_server *s)
 {
     int64_t cutoff = mono_us() - (int64_t)s->o.scanner_lease_ms * 1000;
-    scanner *dead = NULL;
-    pthread_mutex_lock(&s->scan_mu);
-    for (int b = 0; b < SCAN_BUCKETS; b++)
-        for (scanner **pp = &s->scan_tab[b]; *pp;) {
-            scanner *x = *pp;
-            if (!x->busy && x->last_used_us < cutoff) {
-                *pp = x->next;
-                s->n_scanners--;
-                x->next = dead;
-                dead = x;
-            } else {
-                pp = &x->next;
-            }
-        }
-    pthread_mutex_unlock(&s->scan_mu);
-    for (scanner *x = dead, *nx; x; x = nx) {
-        nx = x->next;
-        BT_INFO("closing scanner %llu: idle past its %u ms lease", (unsigned long long)x->id,
-                 s->o.scanner_lease_ms);
-        scanner_free(s, x);
-    }
+    close_scanners_if(s, idle_before, &cutoff, "idle past its lease");
 }
 
 /* Fills one batch from x into out; *done when the scan is over. */
@@ -1190,22 +1185,9 @@ static int do_split(ts_server *s, bt_msg_reader *r, bt_buf *out)
     if (rc) return rc;
     if (lid == rid || lid == id || rid == id || tablet_loaded(s, lid) || tablet_loaded(s, rid))
         return bt_err(BT_EINVAL, "split needs two new, distinct tablet ids");
-    tsp_tablet chk = { .table = "x", .table_len = 1, .dir = (const char *)ld, .dir_len = lsz };
-    bt_buf tmp = {0};
-    bt_msg_writer w;
-    bt_msg_writer_init(&w, &tmp);
-    tsp_put_tablet(&w, &chk);
-    chk.dir = (const char *)rd;
-    chk.dir_len = rsz;
-    tsp_put_tablet(&w, &chk);
-    bt_msg_reader cr;
-    bt_msg_reader_init(&cr, tmp.data, tmp.len);
-    tsp_tablet t1, t2;
-    rc = bt_msg_writer_status(&w);
-    if (!rc) rc = tsp_get_tablet(&cr, &t1); /* validates the directory names */
-    if (!rc) rc = tsp_get_tablet(&cr, &t2);
-    bt_buf_free(&tmp);
-    if (rc) return rc;
+    if (!tsp_valid_dir((const char *)ld, lsz) || !tsp_valid_dir((const char *)rd, rsz))
+        return bt_err(BT_EINVAL, "split: child dirs must be relative, at most %d bytes, without NUL "
+                                 "bytes or empty, \".\" or \"..\" components", TSP_MAX_DIR);
     entry *e = entry_lookup(s, id);
     if (!e) return BT_ENOTSERVING;
     char *lp = join_dir(s, (const char *)ld, lsz), *rp = join_dir(s, (const char *)rd, rsz);
@@ -1369,7 +1351,7 @@ static void h_list(void *arg, const rpc_request *req, rpc_ctx *ctx)
 }
 
 /* Copies the request into a job and queues it on the pool in arg. */
-static void enqueue(ts_server *s, pool *p, const rpc_request *req, rpc_ctx *ctx)
+static void enqueue(pool *p, const rpc_request *req, rpc_ctx *ctx)
 {
     job *j = malloc(sizeof *j + req->payload_len);
     if (!j) {
@@ -1381,14 +1363,13 @@ static void enqueue(ts_server *s, pool *p, const rpc_request *req, rpc_ctx *ctx)
     j->len = req->payload_len;
     if (req->payload_len) memcpy(j->payload, req->payload, req->payload_len);
     pool_push(p, j);
-    (void)s;
 }
 
 #define POOL_HANDLER(name, field)                                           \
     static void name(void *arg, const rpc_request *req, rpc_ctx *ctx)       \
     {                                                                       \
         ts_server *s = arg;                                                 \
-        enqueue(s, &s->field, req, ctx);                                    \
+        enqueue(&s->field, req, ctx);                                    \
     }
 /* Point reads run on the loop thread when everything they need is in
  * memory (memtables, cached or in-memory blocks): no hand-off, no wake-ups.
@@ -1399,7 +1380,7 @@ static void h_read(void *arg, const rpc_request *req, rpc_ctx *ctx)
     bt_buf out = {0};
     bt_errclear();
     int rc = do_read(s, req->payload, req->payload_len, true, &out);
-    if (rc == BT_EBUSY) enqueue(s, &s->reads, req, ctx);
+    if (rc == BT_EBUSY) enqueue(&s->reads, req, ctx);
     else reply(ctx, rc, &out);
     bt_buf_free(&out);
 }
@@ -1527,11 +1508,7 @@ int ts_server_run(ts_server *s)
             }
             if (rc) {
                 BT_WARN("re-registering failed (%s: %s); retrying in %d ms", bt_errname(rc), bt_errmsg(), backoff_ms);
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += (long)backoff_ms * 1000000L;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = deadline_ms(backoff_ms);
                 pthread_cond_timedwait(&s->sup_cv, &s->sup_mu, &ts);
                 if (backoff_ms < 5000) backoff_ms *= 2;
                 continue;
@@ -1545,11 +1522,7 @@ int ts_server_run(ts_server *s)
             continue;
         }
         /* refresh the cached lease every 20 ms; expire idle scanners */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        struct timespec ts = deadline_ms(20);
         pthread_cond_timedwait(&s->sup_cv, &s->sup_mu, &ts);
         if (!s->expired && !s->file_deleted) {
             pthread_mutex_lock(&s->lk_mu);

@@ -187,7 +187,7 @@ static bool dot_or_empty(const char *c, size_t n)
 }
 
 /* Relative, no empty, "." or ".." component, no NUL, at most TSP_MAX_DIR bytes. */
-static bool valid_dir(const char *d, size_t n)
+bool tsp_valid_dir(const char *d, size_t n)
 {
     if (n == 0 || n > TSP_MAX_DIR || memchr(d, '\0', n)) return false;
     size_t start = 0;
@@ -220,7 +220,7 @@ int tsp_get_tablet(bt_msg_reader *r, tsp_tablet *t)
     if (!rc && !valid_table_name(t->table, t->table_len))
         rc = reject(r, BT_EINVAL, "table name \"%.*s\" must match [A-Za-z0-9_.-]{1,64}",
                     (int)(t->table_len < 80 ? t->table_len : 80), t->table);
-    if (!rc && !valid_dir(t->dir, t->dir_len))
+    if (!rc && !tsp_valid_dir(t->dir, t->dir_len))
         rc = reject(r, BT_EINVAL,
                     "tablet dir \"%.*s\" must be relative, at most %d bytes, without NUL bytes "
                     "or empty, \".\" or \"..\" components",

@@ -86,6 +86,8 @@ typedef struct tsp_tablet {
 } tsp_tablet;
 
 void tsp_put_tablet(bt_msg_writer *w, const tsp_tablet *t);
+/* True if d (n bytes) follows the dir rule above. */
+bool tsp_valid_dir(const char *d, size_t n);
 /* Checks the table name (design section 3) and the dir rule above. */
 int tsp_get_tablet(bt_msg_reader *r, tsp_tablet *t);
 
