@@ -5,8 +5,8 @@
 #   make asan       ASan+UBSan build in build-asan/, runs the whole suite
 #   make tsan       TSan build in build-tsan/, runs the whole suite
 #   make bench      run bt-bench embedded for both engines (N=BENCH_N)
-#   make run        start a local cluster
-#   make install    install binaries, libraries and headers under PREFIX
+#   make run        start a local cluster in ./var (Ctrl-C stops it)
+#   make install    install binaries, libbt.a, <bt/bt.h> and bt.pc under PREFIX
 #   make clean      remove every build directory
 #
 # Sources are found by glob, so adding a module file needs no Makefile edit:
@@ -41,7 +41,7 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/shim
 endif
 LDFLAGS += $(SANFLAGS)
 
-LIB_DIRS  := common sstable tabletserver lockservice client
+LIB_DIRS  := common sstable tabletserver lockservice client master
 LIB_SRCS  := $(filter-out %_main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/lib/libbtcore.a
@@ -54,7 +54,7 @@ TESTS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test asan tsan bench run install clean deps
+.PHONY: all test asan tsan bench run install clean deps FORCE
 # Keep objects that pattern rules treat as intermediate (tool and test mains).
 .SECONDARY:
 all: $(LIB) $(BINS) $(TESTS)
@@ -119,15 +119,30 @@ bench: all
 	$(BUILD)/bin/bt-bench embedded --engine leveldb --n $(BENCH_N) --dir $(BENCH_DIR)/leveldb
 	$(BUILD)/bin/bt-bench embedded --engine tablet --n $(BENCH_N) --dir $(BENCH_DIR)/tablet
 
+# The local cluster: bt-cluster run --dir $(RUN_DIR) $(RUN_ARGS), in the
+# foreground until Ctrl-C (e.g. make run RUN_ARGS="--servers 3").
+RUN_DIR  ?= ./var
+RUN_ARGS ?=
 run: all
-	@scripts/run-cluster.sh $(BUILD)
+	@scripts/run-cluster.sh $(BUILD) $(RUN_DIR) $(RUN_ARGS)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/bigtable-c
+# The SDK as users see it: the binaries, libbt.a (the same archive as
+# libbtcore.a), the public headers as <bt/bt.h> and <bt/bt_status.h>, and
+# bt.pc for `pkg-config --cflags --libs bt`.  The internal headers are not
+# installed.  scripts/check-install.sh checks the result.
+VERSION  := 0.1.0
+PC_LIBS  := $(LDLIBS)
+$(BUILD)/bt.pc: bt.pc.in Makefile FORCE
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(PC_LIBS)|g' bt.pc.in > $@
+FORCE:
+
+install: all $(BUILD)/bt.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/bt
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
-	for d in $(LIB_DIRS); do install -d $(DESTDIR)$(PREFIX)/include/bigtable-c/$$d; \
-	  install -m 644 $$d/*.h $(DESTDIR)$(PREFIX)/include/bigtable-c/$$d/; done
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libbt.a
+	install -m 644 client/bt.h client/bt_status.h $(DESTDIR)$(PREFIX)/include/bt/
+	install -m 644 $(BUILD)/bt.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/bt.pc
 
 clean:
 	rm -rf build build-asan build-tsan $(FUZZ_BUILD)

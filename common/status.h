@@ -16,29 +16,7 @@
 
 #include <stdarg.h>
 
-enum {
-    BT_OK           = 0,
-    BT_ENOTFOUND    = -30001, /* key, file, table or family does not exist */
-    BT_ECORRUPT     = -30002, /* checksum mismatch or malformed on-disk data */
-    BT_EIO          = -30003, /* an I/O call failed */
-    BT_EINVAL       = -30004, /* invalid argument from the caller */
-    BT_ENOTSERVING  = -30005, /* this server does not serve that tablet */
-    BT_EUNAVAIL     = -30006, /* peer or service unavailable, retry later */
-    BT_ENOSPC       = -30007, /* disk full */
-    BT_ENOMEM       = -30008, /* allocation failed */
-    BT_EEXIST       = -30009, /* already exists */
-    BT_ETIMEDOUT    = -30010, /* deadline passed */
-    BT_ETOOBIG      = -30011, /* value, key or frame over its size limit */
-    BT_ECLOSED      = -30012, /* object closed or shutting down */
-    BT_EBUSY        = -30013, /* resource busy (lock held, file in use) */
-    BT_EFAILED_PRECONDITION = -30014, /* state does not allow the operation */
-};
-
-/* Fixed text for a code; never NULL.  Unknown codes give "unknown error". */
-const char *bt_strerror(int code);
-
-/* Short symbolic name for a code ("NOT_FOUND", "CORRUPTION", ...). */
-const char *bt_errname(int code);
+#include "client/bt_status.h" /* the codes (public: libbt installs it) */
 
 /* Records a formatted detail for the current thread and returns `code`. */
 int bt_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -47,10 +25,6 @@ int bt_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
  * ENOMEM->BT_ENOMEM, EEXIST->BT_EEXIST, EINVAL->BT_EINVAL, EDQUOT->BT_ENOSPC,
  * everything else -> BT_EIO). */
 int bt_from_errno(int e);
-
-/* Last detail recorded by bt_err() on this thread, or "" if none.
- * The pointer stays valid until the next bt_err() on this thread. */
-const char *bt_errmsg(void);
 
 /* Clears this thread's detail. */
 void bt_errclear(void);
