@@ -251,9 +251,14 @@ const char *ts_durability_name(ts_durability d)
     return "unknown";
 }
 
+void ts_log_file_path(const char *dir, uint64_t number, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%012" PRIu64 ".log", dir, number);
+}
+
 static void file_path(const ts_log *l, uint64_t number, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/%012" PRIu64 ".log", l->dir, number);
+    ts_log_file_path(l->dir, number, out, cap);
 }
 
 #define PATH_CAP 4096
@@ -1339,4 +1344,135 @@ void ts_log_get_stats(ts_log *l, ts_log_stats *s)
     s->live_files = (uint32_t)l->nfiles;
     s->active_file = l->nfiles ? l->files[l->nfiles - 1].number : 0;
     pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- reading log files offline ------------------------------------------------- */
+
+
+int ts_log_list_files(bt_env *env, const char *dir, uint64_t **numbers, size_t *n)
+{
+    num_list nl = {0};
+    *numbers = NULL;
+    *n = 0;
+    int rc = bt_env_list(env, dir, collect_name, &nl);
+    if (!rc) rc = nl.err;
+    if (rc) {
+        free(nl.v);
+        return rc;
+    }
+    if (nl.n) qsort(nl.v, nl.n, sizeof *nl.v, cmp_u64);
+    *numbers = nl.v;
+    *n = nl.n;
+    return BT_OK;
+}
+
+int ts_log_encode_record(bt_buf *b, uint64_t tablet_id, uint64_t seq, uint64_t last_seq,
+                         const void *payload, size_t n)
+{
+    if (n > MAX_BODY - MAX_VARINTS) return bt_err(BT_ETOOBIG, "commit log: record of %zu bytes", n);
+    int rc = bt_buf_reserve(b, HDR_BYTES + MAX_VARINTS + n);
+    if (rc) return rc;
+    uint8_t *rec = b->data + b->len, *p = rec + HDR_BYTES;
+    p = bt_put_varint64(p, tablet_id);
+    p = bt_put_varint64(p, seq);
+    p = bt_put_varint64(p, last_seq);
+    if (n) memcpy(p, payload, n);
+    p += n;
+    bt_put_fixed32(rec + 4, (uint32_t)((size_t)(p - rec) - HDR_BYTES));
+    bt_put_fixed32(rec, record_checksum(rec + 4, (size_t)(p - rec) - 4));
+    b->len += (size_t)(p - rec);
+    return BT_OK;
+}
+
+#define READ_CHUNK ((size_t)1 << 20)
+
+/* A chunked reader over one file: buf holds file bytes [off, off + len). */
+typedef struct chunk_reader {
+    bt_rfile *f;
+    uint8_t *buf;
+    size_t cap, pos, len;   /* unread bytes are buf[pos, len) */
+    uint64_t off;           /* file offset of buf[0] */
+    bool eof;
+} chunk_reader;
+
+/* Makes at least `need` unread bytes available, or as many as the file has. */
+static int chunk_fill(chunk_reader *cr, size_t need)
+{
+    while (!cr->eof && cr->len - cr->pos < need) {
+        if (cr->pos) {  /* slide the unread bytes to the front */
+            memmove(cr->buf, cr->buf + cr->pos, cr->len - cr->pos);
+            cr->off += cr->pos;
+            cr->len -= cr->pos;
+            cr->pos = 0;
+        }
+        size_t want = need > READ_CHUNK ? need : READ_CHUNK;
+        if (cr->cap < want) {
+            uint8_t *nb = realloc(cr->buf, want);
+            if (!nb) return bt_err(BT_ENOMEM, "commit log: read buffer of %zu bytes", want);
+            cr->buf = nb;
+            cr->cap = want;
+        }
+        size_t got = 0;
+        int rc = bt_rfile_read_at(cr->f, cr->off + cr->len, cr->cap - cr->len, cr->buf + cr->len, &got);
+        if (rc) return rc;
+        if (got == 0) cr->eof = true;
+        cr->len += got;
+    }
+    return BT_OK;
+}
+
+/* True if every byte from the reader's position to the end of the file is zero. */
+static int rest_is_zero(chunk_reader *cr, bool *zero)
+{
+    *zero = true;
+    for (;;) {
+        if (!all_zero(cr->buf + cr->pos, cr->len - cr->pos)) { *zero = false; return BT_OK; }
+        cr->pos = cr->len;
+        if (cr->eof) return BT_OK;
+        int rc = chunk_fill(cr, 1);
+        if (rc) return rc;
+        if (cr->len == cr->pos) return BT_OK;
+    }
+}
+
+int ts_log_read_file(bt_env *env, const char *path, ts_log_record_fn fn, void *arg,
+                     uint64_t *valid_bytes)
+{
+    chunk_reader cr = {0};
+    uint64_t size;
+    int rc = bt_env_file_size(env, path, &size);
+    if (!rc) rc = bt_env_open_readable(env, path, &cr.f);
+    if (rc) return rc;
+    const char *why = NULL;
+    while (!rc) {
+        rc = chunk_fill(&cr, HDR_BYTES);
+        if (rc || cr.len == cr.pos) break;  /* error, or the clean end */
+        size_t avail = cr.len - cr.pos;
+        if (avail >= HDR_BYTES) {
+            uint32_t body = bt_get_fixed32(cr.buf + cr.pos + 4);
+            /* a garbage length must not make us allocate past the file */
+            uint64_t left = size > cr.off + cr.pos ? size - (cr.off + cr.pos) : 0;
+            if (body <= MAX_BODY && HDR_BYTES + (uint64_t)body <= left &&
+                (rc = chunk_fill(&cr, HDR_BYTES + (size_t)body)))
+                break;
+            avail = cr.len - cr.pos;
+        }
+        log_rec r;
+        size_t n = decode_record(cr.buf + cr.pos, avail, &r, &why);
+        if (n == 0) break;
+        rc = fn(arg, r.tablet, r.seq, r.last_seq, r.payload, r.n);
+        if (!rc) cr.pos += n;
+    }
+    uint64_t valid = cr.off + cr.pos;
+    if (!rc && why) {
+        bool zero;
+        rc = rest_is_zero(&cr, &zero);
+        if (!rc && !zero)
+            BT_WARN("commit log %s: stopping at offset %" PRIu64 ": %s (torn or corrupt tail ignored)",
+                    path, valid, why);
+    }
+    if (valid_bytes) *valid_bytes = valid;
+    bt_rfile_close(cr.f);
+    free(cr.buf);
+    return rc;
 }

@@ -56,6 +56,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "common/coding.h"
 #include "common/env.h"
 
 typedef enum {
@@ -130,6 +131,37 @@ void ts_log_tablet_flushed(ts_log *l, uint64_t tablet_id, uint64_t flushed_seq);
 
 /* Forgets a tablet entirely (it moved away, or was deleted). */
 void ts_log_forget_tablet(ts_log *l, uint64_t tablet_id);
+
+/* ---- reading log files offline (log splitting, recovery files) ---------------
+ * These work on files no ts_log has open for writing: a dead server's log
+ * directory, or the per-tablet recovery files made from one (which use the
+ * same record format, docs/formats.md "Commit log"). */
+
+/* Called for each valid record, in file order.  Return non-zero to stop
+ * reading with that code. */
+typedef int (*ts_log_record_fn)(void *arg, uint64_t tablet_id, uint64_t seq, uint64_t last_seq,
+                                const uint8_t *payload, size_t n);
+
+/* "DIR/NNNNNNNNNNNN.log" for file `number` of a log directory. */
+void ts_log_file_path(const char *dir, uint64_t number, char *out, size_t cap);
+
+/* The numbers of the log files in dir, ascending, into *numbers (malloc'd,
+ * free() it; NULL when there is none).  Other names are ignored.
+ * BT_ENOTFOUND if dir does not exist. */
+int ts_log_list_files(bt_env *env, const char *dir, uint64_t **numbers, size_t *n);
+
+/* Streams the records of the file at `path` to fn, reading it in chunks (a
+ * record is held whole in memory, nothing more), and stops cleanly at a torn
+ * or corrupt tail exactly as replay does (logged with BT_WARN; a tail of
+ * zero bytes is the clean end of a preallocated file).  *valid_bytes (may be
+ * NULL) gets the length of the valid prefix.  Returns fn's first non-zero
+ * result, an I/O error, or BT_OK. */
+int ts_log_read_file(bt_env *env, const char *path, ts_log_record_fn fn, void *arg,
+                     uint64_t *valid_bytes);
+
+/* Appends one encoded record (header, varints, payload) to b. */
+int ts_log_encode_record(bt_buf *b, uint64_t tablet_id, uint64_t seq, uint64_t last_seq,
+                         const void *payload, size_t n);
 
 /* Statistics. */
 typedef struct ts_log_stats {

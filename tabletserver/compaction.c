@@ -143,6 +143,14 @@ static ts_version *next_version(ts_tablet *t, ts_table **drop, int nd, ts_table 
  * removes the new tables' files (t->mu held). */
 static int install(ts_tablet *t, ts_version *v, uint64_t flushed_seq, ts_table **added, int na)
 {
+    if (t->fenced) {
+        /* Another server may own the tablet by now: its output is discarded,
+         * and its files, which a new owner could have reused the names of,
+         * are left for the master's GC. */
+        ts_version_unref(v);
+        return bt_err(BT_EFAILED_PRECONDITION, "tablet %llu is fenced: compaction output discarded",
+                      (unsigned long long)t->id);
+    }
     int rc = ts_tablet_save_manifest(t, v, flushed_seq);
     if (rc) {
         /* The write may have failed after the new manifest took the old
@@ -396,7 +404,8 @@ static void note_bg_error(ts_tablet *t, int rc)
 
 static int one_step(ts_tablet *t, bool *did)
 {
-    *did = true;
+    *did = !t->fenced;
+    if (t->fenced) return BT_OK;  /* nothing it does could be installed */
     if (t->imm.mt && !t->flush_running) return flush_step(t);
     if (t->major_requested) {
         int rc = major_compaction(t);
@@ -422,7 +431,7 @@ void ts_tablet_background(ts_tablet *t)
     t->bg_queued = false;
     if (t->bg_running) {
         /* another thread is merging: flush beside it (see ts_engine_schedule) */
-        if (t->imm.mt && !t->flush_running && !t->closing) {
+        if (t->imm.mt && !t->flush_running && !t->closing && !t->fenced) {
             int rc = flush_step(t);
             if (rc) note_bg_error(t, rc);
         }
@@ -457,6 +466,11 @@ static int wait_bg(ts_tablet *t)
 int ts_tablet_flush(ts_tablet *t)
 {
     pthread_mutex_lock(&t->mu);
+    if (t->fenced) {
+        pthread_mutex_unlock(&t->mu);
+        return bt_err(BT_EFAILED_PRECONDITION, "tablet %llu is fenced: it may not flush",
+                      (unsigned long long)t->id);
+    }
     wait_bg(t);
     /* A flush request retries background work that failed earlier; only
      * this attempt's failures are reported. */

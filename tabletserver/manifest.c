@@ -160,3 +160,87 @@ void ts_manifest_free(ts_manifest *m)
     m->files = NULL;
     m->n_files = 0;
 }
+
+/* ---- split marker ------------------------------------------------------------
+ * fixed32 magic, fixed32 version, parent_id, lenbytes mid,
+ * left { id, lenbytes dir, lenbytes start, lenbytes end }, right { same },
+ * fixed64 XXH64 of everything before it. */
+
+static int encode_child(bt_buf *b, const ts_split_child *c)
+{
+    int rc = bt_buf_put_varint64(b, c->id);
+    if (!rc) rc = bt_buf_put_lenbytes(b, c->dir, c->dir ? strlen(c->dir) : 0);
+    if (!rc) rc = bt_buf_put_lenbytes(b, c->start.data, c->start.len);
+    if (!rc) rc = bt_buf_put_lenbytes(b, c->end.data, c->end.len);
+    return rc;
+}
+
+int ts_split_marker_write(bt_env *env, const char *dir, const ts_split_marker *m)
+{
+    bt_buf b = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, TS_SPLIT_FILE);
+    int rc = bt_buf_put_fixed32(&b, TS_SPLIT_MAGIC);
+    if (!rc) rc = bt_buf_put_fixed32(&b, TS_SPLIT_VERSION);
+    if (!rc) rc = bt_buf_put_varint64(&b, m->parent_id);
+    if (!rc) rc = bt_buf_put_lenbytes(&b, m->mid.data, m->mid.len);
+    if (!rc) rc = encode_child(&b, &m->left);
+    if (!rc) rc = encode_child(&b, &m->right);
+    if (!rc) rc = bt_buf_put_fixed64(&b, XXH64(b.data, b.len, 0));
+    if (!rc) rc = bt_env_write_atomic(env, path, b.data, b.len);
+    bt_buf_free(&b);
+    return rc;
+}
+
+static int decode_child(const uint8_t **p, const uint8_t *end, ts_split_child *c)
+{
+    const uint8_t *s;
+    size_t n;
+    if (get_u64(p, end, &c->id) || bt_get_lenbytes(p, end, &s, &n) || n == 0 || n > 4000 ||
+        memchr(s, '\0', n))
+        return -1;
+    if (!(c->dir = malloc(n + 1))) return -1;
+    memcpy(c->dir, s, n);
+    c->dir[n] = '\0';
+    return get_buf(p, end, &c->start) || get_buf(p, end, &c->end) ? -1 : 0;
+}
+
+int ts_split_marker_read(bt_env *env, const char *dir, ts_split_marker *m)
+{
+    char path[4096];
+    uint8_t *data;
+    size_t len;
+    memset(m, 0, sizeof *m);
+    snprintf(path, sizeof path, "%s/%s", dir, TS_SPLIT_FILE);
+    int rc = bt_env_read_all(env, path, &data, &len);
+    if (rc == BT_ENOTFOUND) return bt_err(BT_ENOTFOUND, "%s: no split marker", path);
+    if (rc) return rc;
+    bool ok = len >= 16 && bt_get_fixed64(data + len - 8) == XXH64(data, len - 8, 0) &&
+              bt_get_fixed32(data) == TS_SPLIT_MAGIC && bt_get_fixed32(data + 4) == TS_SPLIT_VERSION;
+    if (ok) {
+        const uint8_t *p = data + 8, *end = data + len - 8;
+        ok = !get_u64(&p, end, &m->parent_id) && !get_buf(&p, end, &m->mid) &&
+             !decode_child(&p, end, &m->left) && !decode_child(&p, end, &m->right) && p == end;
+    }
+    free(data);
+    if (!ok) {
+        ts_split_marker_free(m);
+        return bt_err(BT_ECORRUPT, "%s: split marker is damaged (checksum, magic or fields)", path);
+    }
+    return BT_OK;
+}
+
+static void child_free(ts_split_child *c)
+{
+    free(c->dir);
+    c->dir = NULL;
+    bt_buf_free(&c->start);
+    bt_buf_free(&c->end);
+}
+
+void ts_split_marker_free(ts_split_marker *m)
+{
+    bt_buf_free(&m->mid);
+    child_free(&m->left);
+    child_free(&m->right);
+}

@@ -45,6 +45,33 @@ void ts_manifest_free(ts_manifest *m);
 int ts_file_meta_copy(ts_file_meta *dst, const ts_file_meta *src);
 void ts_file_meta_free(ts_file_meta *f);
 
+/* ---- split marker: <parent dir>/SPLIT (docs/formats.md, "Split marker") ----
+ * Written by the tablet server once a split is done locally, before it
+ * commits the split in METADATA: a parent directory holding one is never
+ * loaded again, and the marker tells the master what the children are. */
+#define TS_SPLIT_MAGIC   0x50535442u   /* "BTSP" little-endian */
+#define TS_SPLIT_VERSION 1u
+#define TS_SPLIT_FILE    "SPLIT"
+
+typedef struct ts_split_child {
+    uint64_t id;
+    char *dir;                   /* relative to --data-dir (malloc'd) */
+    bt_buf start, end;           /* raw rows; end empty = unbounded */
+} ts_split_child;
+
+typedef struct ts_split_marker {
+    uint64_t parent_id;
+    bt_buf mid;                  /* the split row: left is [start, mid), right [mid, end) */
+    ts_split_child left, right;
+} ts_split_marker;
+
+/* Writes DIR/SPLIT atomically (SPLIT.tmp, fsync, rename, fsync DIR). */
+int ts_split_marker_write(bt_env *env, const char *dir, const ts_split_marker *m);
+/* Reads DIR/SPLIT into *m (zeroed first; free with ts_split_marker_free).
+ * BT_ENOTFOUND if there is none, BT_ECORRUPT if it is damaged. */
+int ts_split_marker_read(bt_env *env, const char *dir, ts_split_marker *m);
+void ts_split_marker_free(ts_split_marker *m);
+
 int ts_schema_encode(const ts_schema *s, bt_buf *b);
 int ts_schema_decode(const uint8_t **p, const uint8_t *end, ts_schema *s);
 

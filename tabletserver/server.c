@@ -19,17 +19,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/meta.h"
 #include "common/coding.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "common/status.h"
 #include "lockservice/lock.h"
+#include "tabletserver/manifest.h"
 #include "tabletserver/ts_proto.h"
 
 #define ROW_STRIPES 1024
 #define WRITE_BATCH_MAX 4096          /* jobs one committer takes at once */
 #define WRITE_BATCH_BYTES (32u << 20) /* ...and request bytes */
 #define MASTER_LOCK "/bt/master"
+#define AUTO_SPLIT_JOB 0              /* internal admin job (no RPC): payload = tablet id */
+#define AUTO_SPLIT_CHECK_US 1000000   /* how often the supervisor looks for big tablets */
+#define AUTO_SPLIT_BACKOFF_US (60 * 1000000LL) /* after a failed automatic split */
+#define COMMIT_SPLIT_TRIES 4          /* commit_split attempts (100, 400, 1600 ms apart) */
 
 static int64_t mono_us(void)
 {
@@ -65,6 +71,8 @@ typedef struct entry {
     char *dir;                 /* relative to the data dir, as the master named it */
     atomic_int refs;           /* requests using t right now */
     atomic_bool serving;       /* false while unloading/splitting: lookups fail */
+    atomic_bool auto_queued;   /* an automatic split of it is queued */
+    atomic_llong auto_after_us;/* no automatic split before (CLOCK_MONOTONIC) */
 } entry;
 
 /* ---- jobs and pools --------------------------------------------------------------- */
@@ -111,7 +119,14 @@ typedef struct scanner {
 struct ts_server {
     ts_server_options o;
     char *bind, *id, *addr, *data_dir, *lock_url;
+    /* The engine of this incarnation, NULL between a lost session and the
+     * next registration.  Replaced with admin_mu and eng_mu both held; admin
+     * work reads it under admin_mu, the loop thread (status) under eng_mu. */
     ts_engine *eng;
+    char *log_rel;             /* its log dir, relative to data_dir (same locking) */
+    pthread_mutex_t eng_mu;
+    atomic_bool closing;       /* ts_server_close started: no automatic splits */
+    int64_t next_auto_check_us;/* supervisor thread only */
     rpc_server *rpc;
     int64_t start_wall_us;
 
@@ -1101,7 +1116,33 @@ static bool tablet_loaded(ts_server *s, uint64_t id)
     return found;
 }
 
-static int do_load(ts_server *s, bt_msg_reader *r)
+static int put_loaded(bt_buf *out)
+{
+    bt_msg_writer w;
+    bt_msg_writer_init(&w, out);
+    tsp_load_answer a = { .state = TSP_LOAD_STATE_LOADED };
+    tsp_put_load_answer(&w, &a);
+    return bt_msg_writer_status(&w);
+}
+
+/* The answer for a parent that was split already: its children, from the marker. */
+static int put_split_answer(const tsp_tablet *td, const ts_split_marker *m, bt_buf *out)
+{
+    const ts_split_child *c[2] = { &m->left, &m->right };
+    tsp_load_answer a = { .state = TSP_LOAD_STATE_SPLIT, .mid = m->mid.data, .mid_len = m->mid.len };
+    tsp_tablet *kids[2] = { &a.left, &a.right };
+    for (int i = 0; i < 2; i++)
+        *kids[i] = (tsp_tablet){ .id = c[i]->id, .table = td->table, .table_len = td->table_len,
+                                 .dir = c[i]->dir, .dir_len = strlen(c[i]->dir),
+                                 .start = c[i]->start.data, .start_len = c[i]->start.len,
+                                 .end = c[i]->end.data, .end_len = c[i]->end.len };
+    bt_msg_writer w;
+    bt_msg_writer_init(&w, out);
+    tsp_put_load_answer(&w, &a);
+    return bt_msg_writer_status(&w);
+}
+
+static int do_load(ts_server *s, bt_msg_reader *r, bt_buf *out)
 {
     tsp_tablet td;
     ts_schema sc;
@@ -1110,9 +1151,30 @@ static int do_load(ts_server *s, bt_msg_reader *r)
     if (!rc) rc = tsp_get_schema(r, &sc);
     if (!rc) rc = bt_msg_get_varint(r, &flags);
     if (rc) return rc;
-    if (tablet_loaded(s, td.id)) return BT_OK; /* idempotent: the master may retry */
+    if (!s->eng) return bt_err(BT_EUNAVAIL, "tablet server is re-registering; not serving");
+    entry *have = tablet_get(s, td.id);
+    if (have) { /* idempotent (the master may retry); a new schema (alter) is taken */
+        if (!schema_equal(ts_tablet_schema(have->t), &sc)) rc = ts_tablet_set_schema(have->t, &sc);
+        tablet_put(s, have);
+        return rc ? rc : put_loaded(out);
+    }
+    bt_errclear();
+    if (tablet_loaded(s, td.id)) return put_loaded(out);
     char *path = join_dir(s, td.dir, td.dir_len);
     if (!path) return BT_ENOMEM;
+    ts_split_marker mk;
+    rc = ts_split_marker_read(bt_env_posix(), path, &mk);
+    if (rc != BT_ENOTFOUND) {
+        if (!rc) {
+            BT_INFO("tablet %llu in %s was split into %llu and %llu: not loading it",
+                    (unsigned long long)td.id, path, (unsigned long long)mk.left.id,
+                    (unsigned long long)mk.right.id);
+            rc = put_split_answer(&td, &mk, out);
+            ts_split_marker_free(&mk);
+        }
+        free(path);
+        return rc;
+    }
     ts_tablet *t = NULL;
     rc = ts_tablet_open(s->eng, path, &t);
     if (rc == BT_ENOTFOUND && (flags & TSP_LOAD_CREATE)) {
@@ -1139,7 +1201,7 @@ static int do_load(ts_server *s, bt_msg_reader *r)
         return rc;
     }
     BT_INFO("loaded tablet %llu of table %s from %s", (unsigned long long)td.id, e->table, e->dir);
-    return BT_OK;
+    return put_loaded(out);
 }
 
 /* The entry for id (serving or not), without a reference; admin thread use. */
@@ -1163,10 +1225,168 @@ static int unload_entry(ts_server *s, entry *e, bool flush)
         return rc;
     }
     map_remove(s, e);
+    /* Not flushed: this server gives the tablet up without writing (its
+     * session expired, or it cannot flush): whatever compaction is still
+     * running must not install a manifest either. */
+    if (!flush) ts_tablet_fence(e->t);
     rc = ts_tablet_close(e->t);
     if (flush) ts_log_forget_tablet(ts_engine_log(s->eng), e->id);
     BT_INFO("unloaded tablet %llu%s", (unsigned long long)e->id, flush ? "" : " (not flushed)");
     entry_free(e);
+    return rc;
+}
+
+/* Writes the parent's SPLIT marker from the children as opened (admin_mu held). */
+static int write_split_marker(ts_server *s, const entry *parent, const entry *le, const entry *re)
+{
+    ts_split_marker m;
+    memset(&m, 0, sizeof m);
+    const entry *kids[2] = { le, re };
+    ts_split_child *c[2] = { &m.left, &m.right };
+    int rc = BT_OK;
+    m.parent_id = parent->id;
+    for (int i = 0; i < 2 && !rc; i++) {
+        const uint8_t *a, *b;
+        size_t al, bl;
+        ts_tablet_range(kids[i]->t, &a, &al, &b, &bl);
+        c[i]->id = kids[i]->id;
+        c[i]->dir = kids[i]->dir;  /* borrowed: not freed below */
+        rc = bt_buf_append(&c[i]->start, a, al);
+        if (!rc) rc = bt_buf_append(&c[i]->end, b, bl);
+    }
+    if (!rc) rc = bt_buf_append(&m.mid, m.right.start.data, m.right.start.len);
+    char *path = rc ? NULL : join_dir(s, parent->dir, strlen(parent->dir));
+    if (!rc && !path) rc = BT_ENOMEM;
+    /* a marker that cannot be written fails the split: retry a transient error */
+    for (int i = 0; !rc && i < 3; i++) {
+        rc = ts_split_marker_write(bt_env_posix(), path, &m);
+        if (rc && i < 2) {
+            BT_WARN("writing the split marker of tablet %llu failed (%s); retrying",
+                    (unsigned long long)parent->id, bt_errmsg());
+            usleep(100000);
+            rc = BT_OK;
+            continue;
+        }
+        break;
+    }
+    free(path);
+    m.left.dir = m.right.dir = NULL;
+    ts_split_marker_free(&m);
+    return rc;
+}
+
+/* The split is done on disk but its marker could not be written: serve the
+ * parent again, as if it had never split (nothing was written to the
+ * children, which were never served).  admin_mu held. */
+static int unsplit(ts_server *s, entry *e, entry *le, entry *re)
+{
+    ts_tablet_close(le->t);
+    ts_tablet_close(re->t);
+    le->t = re->t = NULL;
+    ts_log_forget_tablet(ts_engine_log(s->eng), le->id);
+    ts_log_forget_tablet(ts_engine_log(s->eng), re->id);
+    char *path = join_dir(s, e->dir, strlen(e->dir));
+    int rc = path ? ts_tablet_open(s->eng, path, &e->t) : BT_ENOMEM;
+    free(path);
+    if (rc) {
+        BT_ERROR("tablet %llu: cannot reopen it after a failed split: %s; dropping it",
+                 (unsigned long long)e->id, bt_errmsg());
+        map_remove(s, e);
+        entry_free(e);
+        return rc;
+    }
+    atomic_store(&e->serving, true);
+    return BT_OK;
+}
+
+/* Calls the commit hook, retrying with backoff (admin_mu held). */
+static int commit_split(ts_server *s, const entry *parent, const entry *le, const entry *re)
+{
+    if (!s->o.commit_split) return BT_OK;
+    tsp_split_info info = { .parent_id = parent->id, .table = parent->table,
+                            .table_len = strlen(parent->table), .parent_dir = parent->dir,
+                            .parent_dir_len = strlen(parent->dir) };
+    const entry *kids[2] = { le, re };
+    tsp_tablet *out[2] = { &info.left, &info.right };
+    for (int i = 0; i < 2; i++) {
+        *out[i] = (tsp_tablet){ .id = kids[i]->id, .table = kids[i]->table, .table_len = strlen(kids[i]->table),
+                                .dir = kids[i]->dir, .dir_len = strlen(kids[i]->dir) };
+        ts_tablet_range(kids[i]->t, &out[i]->start, &out[i]->start_len, &out[i]->end, &out[i]->end_len);
+    }
+    info.mid = info.right.start;
+    info.mid_len = info.right.start_len;
+    int rc = BT_OK, delay_ms = 100;
+    for (int attempt = 1; attempt <= COMMIT_SPLIT_TRIES; attempt++) {
+        bt_errclear();
+        rc = s->o.commit_split(s->o.commit_arg, &info);
+        if (!rc) return BT_OK;
+        char why[256];
+        snprintf(why, sizeof why, "%s", bt_errmsg()[0] ? bt_errmsg() : bt_strerror(rc));
+        BT_WARN("committing the split of tablet %llu failed (attempt %d of %d): %s: %s",
+                (unsigned long long)parent->id, attempt, COMMIT_SPLIT_TRIES, bt_errname(rc), why);
+        if (attempt == COMMIT_SPLIT_TRIES) return bt_err(rc, "split of tablet %llu is done but not committed "
+                                                         "(the master repairs it from the SPLIT marker): %s",
+                                                         (unsigned long long)parent->id, why);
+        usleep((useconds_t)delay_ms * 1000);
+        delay_ms *= 4;
+    }
+    return rc;
+}
+
+/* The one split path of TSP_SPLIT and automatic splits (admin_mu held).
+ * *done (may be NULL) tells whether the parent is gone (split locally, even
+ * if the commit then failed).  On success out gets bytes mid. */
+static int split_tablet(ts_server *s, uint64_t id, const uint8_t *mid, size_t ml, uint64_t lid,
+                        const char *ld, size_t lsz, uint64_t rid, const char *rd, size_t rsz,
+                        bt_buf *out, bool *done)
+{
+    int rc = BT_OK;
+    if (done) *done = false;
+    if (!s->eng) return bt_err(BT_EUNAVAIL, "tablet server is re-registering; not serving");
+    if (lid == rid || lid == id || rid == id || tablet_loaded(s, lid) || tablet_loaded(s, rid))
+        return bt_err(BT_EINVAL, "split needs two new, distinct tablet ids");
+    if (!tsp_valid_dir(ld, lsz) || !tsp_valid_dir(rd, rsz))
+        return bt_err(BT_EINVAL, "split: child dirs must be relative, at most %d bytes, without NUL "
+                                 "bytes or empty, \".\" or \"..\" components", TSP_MAX_DIR);
+    entry *e = entry_lookup(s, id);
+    if (!e) return BT_ENOTSERVING;
+    char *lp = join_dir(s, ld, lsz), *rp = join_dir(s, rd, rsz);
+    entry *le = entry_new(lid, NULL, e->table, strlen(e->table), ld, lsz);
+    entry *re = entry_new(rid, NULL, e->table, strlen(e->table), rd, rsz);
+    if (!lp || !rp || !le || !re) rc = BT_ENOMEM;
+    if (!rc) rc = make_parents(lp);
+    if (!rc) rc = make_parents(rp);
+    if (!rc) {
+        tablet_drain(s, e);
+        rc = ts_tablet_split(e->t, ml ? mid : NULL, ml, lp, lid, rp, rid, &le->t, &re->t);
+        if (rc) {
+            atomic_store(&e->serving, true);
+        } else if ((rc = write_split_marker(s, e, le, re)) != BT_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", bt_errmsg());
+            if (unsplit(s, e, le, re) != BT_OK && done) *done = true; /* e is gone */
+            rc = bt_err(rc, "split of tablet %llu undone: cannot write its split marker: %s",
+                        (unsigned long long)id, why);
+        } else {
+            map_remove(s, e);
+            map_insert(s, le);
+            map_insert(s, re);
+            if (done) *done = true;
+            const uint8_t *a, *b;
+            size_t al, bl;
+            ts_tablet_range(re->t, &a, &al, &b, &bl);
+            BT_INFO("split tablet %llu of table %s into %llu (%s) and %llu (%s)", (unsigned long long)id,
+                    e->table, (unsigned long long)lid, le->dir, (unsigned long long)rid, re->dir);
+            rc = commit_split(s, e, le, re);
+            if (!rc) rc = bt_buf_put_lenbytes(out, a, al);
+            entry_free(e);
+            le = re = NULL;
+        }
+    }
+    free(lp);
+    free(rp);
+    entry_free(le);
+    entry_free(re);
     return rc;
 }
 
@@ -1183,43 +1403,40 @@ static int do_split(ts_server *s, bt_msg_reader *r, bt_buf *out)
     if (!rc) rc = bt_msg_get_bytes(r, &rd, &rsz);
     if (!rc) rc = bt_msg_reader_done(r);
     if (rc) return rc;
-    if (lid == rid || lid == id || rid == id || tablet_loaded(s, lid) || tablet_loaded(s, rid))
-        return bt_err(BT_EINVAL, "split needs two new, distinct tablet ids");
-    if (!tsp_valid_dir((const char *)ld, lsz) || !tsp_valid_dir((const char *)rd, rsz))
-        return bt_err(BT_EINVAL, "split: child dirs must be relative, at most %d bytes, without NUL "
-                                 "bytes or empty, \".\" or \"..\" components", TSP_MAX_DIR);
-    entry *e = entry_lookup(s, id);
-    if (!e) return BT_ENOTSERVING;
-    char *lp = join_dir(s, (const char *)ld, lsz), *rp = join_dir(s, (const char *)rd, rsz);
-    entry *le = entry_new(lid, NULL, e->table, strlen(e->table), (const char *)ld, lsz);
-    entry *re = entry_new(rid, NULL, e->table, strlen(e->table), (const char *)rd, rsz);
-    if (!lp || !rp || !le || !re) rc = BT_ENOMEM;
-    if (!rc) rc = make_parents(lp);
-    if (!rc) rc = make_parents(rp);
-    if (!rc) {
-        tablet_drain(s, e);
-        rc = ts_tablet_split(e->t, ml ? mid : NULL, ml, lp, lid, rp, rid, &le->t, &re->t);
-        if (rc) {
-            atomic_store(&e->serving, true);
-        } else {
-            map_remove(s, e);
-            map_insert(s, le);
-            map_insert(s, re);
-            const uint8_t *a, *b;
-            size_t al, bl;
-            ts_tablet_range(re->t, &a, &al, &b, &bl);
-            rc = bt_buf_put_lenbytes(out, a, al);
-            BT_INFO("split tablet %llu into %llu and %llu", (unsigned long long)id,
-                     (unsigned long long)lid, (unsigned long long)rid);
-            entry_free(e);
-            le = re = NULL;
-        }
+    return split_tablet(s, id, mid, ml, lid, (const char *)ld, lsz, rid, (const char *)rd, rsz, out, NULL);
+}
+
+/* An automatic split of tablet id, queued by the supervisor (admin thread). */
+static void auto_split(ts_server *s, uint64_t id)
+{
+    pthread_mutex_lock(&s->admin_mu);
+    entry *e = atomic_load(&s->closing) ? NULL : entry_lookup(s, id);
+    if (!e || !atomic_load(&e->serving) || !lease_ok(s) || !s->eng) {
+        if (e) atomic_store(&e->auto_queued, false);
+        pthread_mutex_unlock(&s->admin_mu);
+        return;
     }
-    free(lp);
-    free(rp);
-    entry_free(le);
-    entry_free(re);
-    return rc;
+    uint64_t lid = bt_new_tablet_id(), rid = bt_new_tablet_id();
+    while (rid == lid || rid == id) rid = bt_new_tablet_id();
+    while (lid == id) lid = bt_new_tablet_id();
+    char ld[300], rd[300], table[TS_MAX_NAME + 1];
+    snprintf(table, sizeof table, "%s", e->table);
+    bt_tablet_dir(ld, sizeof ld, table, lid);
+    bt_tablet_dir(rd, sizeof rd, table, rid);
+    bt_buf out = {0};
+    bool done = false;
+    bt_errclear();
+    BT_INFO("tablet %llu of table %s passed %llu SSTable bytes: splitting it", (unsigned long long)id, table,
+            (unsigned long long)s->o.split_bytes);
+    int rc = split_tablet(s, id, NULL, 0, lid, ld, strlen(ld), rid, rd, strlen(rd), &out, &done);
+    if (rc) BT_WARN("automatic split of tablet %llu failed: %s: %s", (unsigned long long)id, bt_errname(rc),
+                    bt_errmsg());
+    if (!done) { /* the parent still serves: try again later, not every second */
+        atomic_store(&e->auto_after_us, mono_us() + AUTO_SPLIT_BACKOFF_US);
+        atomic_store(&e->auto_queued, false);
+    }
+    bt_buf_free(&out);
+    pthread_mutex_unlock(&s->admin_mu);
 }
 
 static int run_admin_one(ts_server *s, job *j, bt_buf *out)
@@ -1241,7 +1458,7 @@ static int run_admin_one(ts_server *s, job *j, bt_buf *out)
     switch (j->method) {
     case TSP_LOAD_TABLET:
         pthread_mutex_lock(&s->admin_mu);
-        rc = do_load(s, &r);
+        rc = do_load(s, &r, out);
         pthread_mutex_unlock(&s->admin_mu);
         return rc;
     case TSP_SPLIT:
@@ -1273,6 +1490,13 @@ static void run_admin(ts_server *s, job *list)
 {
     for (job *j = list, *nx; j; j = nx) {
         nx = j->next;
+        if (!j->ctx) { /* internal: an automatic split */
+            uint64_t id;
+            memcpy(&id, j->payload, sizeof id);
+            auto_split(s, id);
+            free(j);
+            continue;
+        }
         bt_buf out = {0};
         bt_errclear();
         reply(j->ctx, run_admin_one(s, j, &out), &out);
@@ -1298,8 +1522,10 @@ static void h_status(void *arg, const rpc_request *req, rpc_ctx *ctx)
         st.sstable_bytes += ts.sstable_bytes;
     }
     pthread_rwlock_unlock(&s->map_mu);
-    ts_log_stats ls;
-    ts_log_get_stats(ts_engine_log(s->eng), &ls);
+    ts_log_stats ls = {0};
+    pthread_mutex_lock(&s->eng_mu);
+    if (s->eng) ts_log_get_stats(ts_engine_log(s->eng), &ls);
+    pthread_mutex_unlock(&s->eng_mu);
     st.log_appends = ls.appends;
     st.log_syncs = ls.syncs;
     st.reads = atomic_load(&s->n_reads);
@@ -1428,20 +1654,48 @@ static int ensure_dir(lk_client *lk, const char *path)
     return rc == BT_EEXIST ? BT_OK : rc;
 }
 
-/* Opens a session and takes /bt/servers/<id>.  `first`: create the file if
- * missing (a restart); otherwise a missing file means we were declared dead
- * (BT_ENOTFOUND). */
+/* Picks the log directory of a new incarnation (admin_mu held, or before
+ * the server runs): servers/<id>/log-<16 hex digits of the wall-clock time
+ * in us>, always a name not used before by this process. */
+static int new_log_dir(ts_server *s)
+{
+    static const char pre[] = "log-";
+    uint64_t t = (uint64_t)wall_us();
+    if (s->log_rel) {
+        const char *dash = strrchr(s->log_rel, '-');
+        uint64_t prev = dash ? strtoull(dash + 1, NULL, 16) : 0;
+        if (t <= prev) t = prev + 1;
+    }
+    size_t n = strlen(s->id) + 64;
+    char *p = malloc(n);
+    if (!p) return BT_ENOMEM;
+    snprintf(p, n, "servers/%s/%s%016llx", s->id, pre, (unsigned long long)t);
+    free(s->log_rel);
+    s->log_rel = p;
+    return BT_OK;
+}
+
+/* Opens a session and takes /bt/servers/<id>, whose contents then name this
+ * incarnation's address and log dir (s->log_rel).  `first`: create the file
+ * if missing (a restart); otherwise a missing file means we were declared
+ * dead (BT_ENOTFOUND). */
 static int lock_register(ts_server *s, bool first, lk_client **out)
 {
     lk_options lo = { .lease_ms = s->o.lease_ms, .on_session = on_session, .arg = s };
     lk_client *lk = NULL;
-    int rc = lk_open(s->lock_url, &lo, &lk);
+    char *contents = NULL;
+    int rc = bt_server_file_encode(s->addr, s->log_rel, &contents);
     if (rc) return rc;
+    rc = lk_open(s->lock_url, &lo, &lk);
+    if (rc) {
+        free(contents);
+        return rc;
+    }
     if (first) {
         rc = ensure_dir(lk, "/bt");
         if (!rc) rc = ensure_dir(lk, "/bt/servers");
         if (!rc) {
-            rc = lk_create(lk, s->lock_path, s->addr, strlen(s->addr), 0);
+            rc = lk_create(lk, s->lock_path, contents, strlen(contents), 0);
             if (rc == BT_EEXIST) rc = BT_OK;
         }
     } else {
@@ -1452,7 +1706,8 @@ static int lock_register(ts_server *s, bool first, lk_client **out)
     if (rc == BT_ETIMEDOUT)
         rc = bt_err(BT_ETIMEDOUT, "%s stays locked by another session (is another server with id %s running?)",
                     s->lock_path, s->id);
-    if (!rc) rc = lk_set(lk, s->lock_path, s->addr, strlen(s->addr), 0);
+    if (!rc) rc = lk_set(lk, s->lock_path, contents, strlen(contents), 0);
+    free(contents);
     uint64_t wid;
     if (!rc) rc = lk_watch(lk, s->lock_path, LK_WATCH_DELETED, on_watch, s, &wid);
     if (rc) {
@@ -1464,8 +1719,65 @@ static int lock_register(ts_server *s, bool first, lk_client **out)
     return BT_OK;
 }
 
+/* Opens the engine of a new incarnation on s->log_rel, which the lock file
+ * already names (admin_mu held, or before the server runs). */
+static int open_engine(ts_server *s)
+{
+    char *logdir = join_dir(s, s->log_rel, strlen(s->log_rel));
+    if (!logdir) return BT_ENOMEM;
+    int rc = make_parents(logdir);
+    ts_engine *eng = NULL;
+    if (!rc) {
+        ts_engine_options eo = { .log_dir = logdir, .durability = s->o.durability,
+                                 .block_cache_bytes = s->o.cache_bytes, .memtable_bytes = s->o.memtable_bytes,
+                                 .compaction_threads = 2 };
+        rc = ts_engine_open(&eo, &eng);
+    }
+    if (!rc) {
+        pthread_mutex_lock(&s->eng_mu);
+        s->eng = eng;
+        pthread_mutex_unlock(&s->eng_mu);
+        BT_INFO("commit log of this incarnation: %s", logdir);
+    }
+    free(logdir);
+    return rc;
+}
+
+/* Closes the engine (every tablet closed; admin_mu held, or the server
+ * stopped).  Its log dir stays for the master (or ts_server_close). */
+static int close_engine(ts_server *s)
+{
+    pthread_mutex_lock(&s->eng_mu);
+    ts_engine *eng = s->eng;
+    s->eng = NULL;
+    pthread_mutex_unlock(&s->eng_mu);
+    return eng ? ts_engine_close(eng) : BT_OK;
+}
+
+/* Removes this incarnation's log dir after a clean shutdown that flushed
+ * every tablet: nothing in it is needed (best effort: a leftover dir only
+ * costs the master a useless split). */
+static int rm_log_file(void *arg, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", (const char *)arg, name);
+    if (unlink(path) != 0) BT_WARN("cannot delete %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static void remove_log_dir(ts_server *s)
+{
+    char *logdir = s->log_rel ? join_dir(s, s->log_rel, strlen(s->log_rel)) : NULL;
+    if (!logdir) return;
+    bt_env_list(bt_env_posix(), logdir, rm_log_file, logdir);
+    if (rmdir(logdir) != 0 && errno != ENOENT) BT_WARN("cannot delete %s: %s", logdir, strerror(errno));
+    free(logdir);
+}
+
 /* After the session expired: drop every tablet without writing (another
- * server may be replaying them by now). */
+ * server may be replaying them by now), each fenced first, then close the
+ * engine: the next registration opens a new one with a new log dir, and
+ * this one's is left for the master to recover. */
 static void drop_all_tablets(ts_server *s)
 {
     pthread_mutex_lock(&s->admin_mu);
@@ -1476,7 +1788,63 @@ static void drop_all_tablets(ts_server *s)
         if (!e) break;
         unload_entry(s, e, false);
     }
+    if (s->eng) {
+        int rc = close_engine(s);
+        if (rc) BT_WARN("closing the engine after the session expired: %s", bt_errmsg());
+        BT_INFO("closed the engine; log %s is left for the master", s->log_rel);
+    }
     pthread_mutex_unlock(&s->admin_mu);
+}
+
+/* Registers again after an expired session, with a fresh engine and log. */
+static int reregister(ts_server *s, lk_client **out)
+{
+    pthread_mutex_lock(&s->admin_mu);
+    int rc = new_log_dir(s);
+    lk_client *lk = NULL;
+    if (!rc) rc = lock_register(s, false, &lk);
+    if (!rc) {
+        rc = open_engine(s);
+        if (rc) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", bt_errmsg());
+            atomic_store(&s->lease_until, 0);
+            lk_close(lk);  /* ends the session: we are not serving */
+            lk = NULL;
+            rc = bt_err(rc, "opening the engine failed: %s", why);
+        }
+    }
+    pthread_mutex_unlock(&s->admin_mu);
+    *out = lk;
+    return rc;
+}
+
+/* Queues an automatic split for each tablet past split_bytes (supervisor). */
+static void check_auto_splits(ts_server *s)
+{
+    if (!s->o.commit_split || !s->o.split_bytes || !lease_ok(s)) return;
+    int64_t now = mono_us();
+    if (now < s->next_auto_check_us) return;
+    s->next_auto_check_us = now + AUTO_SPLIT_CHECK_US;
+    pthread_rwlock_rdlock(&s->map_mu);
+    for (size_t i = 0; i < s->n_tablets; i++) {
+        entry *e = s->tablets[i];
+        if (!atomic_load(&e->serving) || atomic_load(&e->auto_queued) || now < atomic_load(&e->auto_after_us) ||
+            !strcmp(e->table, BT_META_NAME))
+            continue;
+        ts_tablet_stats st;
+        ts_tablet_get_stats(e->t, &st);
+        if (st.sstable_bytes <= s->o.split_bytes) continue;
+        job *j = malloc(sizeof *j + sizeof e->id);
+        if (!j) break;
+        j->ctx = NULL;
+        j->method = AUTO_SPLIT_JOB;
+        j->len = sizeof e->id;
+        memcpy(j->payload, &e->id, sizeof e->id);
+        atomic_store(&e->auto_queued, true);
+        pool_push(&s->admin, j);
+    }
+    pthread_rwlock_unlock(&s->map_mu);
 }
 
 int ts_server_run(ts_server *s)
@@ -1499,7 +1867,7 @@ int ts_server_run(ts_server *s)
             pthread_mutex_unlock(&s->lk_mu);
             lk_close(old);
             lk_client *lk = NULL;
-            int rc = lock_register(s, false, &lk);
+            int rc = reregister(s, &lk);
             pthread_mutex_lock(&s->sup_mu);
             if (rc == BT_ENOTFOUND) {
                 BT_ERROR("%s no longer exists: this server was declared dead; exiting", s->lock_path);
@@ -1518,7 +1886,8 @@ int ts_server_run(ts_server *s)
             pthread_mutex_lock(&s->lk_mu);
             s->lk = lk;
             pthread_mutex_unlock(&s->lk_mu);
-            BT_INFO("re-registered as %s; serving again (no tablets until the master assigns some)", s->lock_path);
+            BT_INFO("re-registered as %s with log %s; serving again (no tablets until the master assigns some)",
+                    s->lock_path, s->log_rel);
             continue;
         }
         /* refresh the cached lease every 20 ms; expire idle scanners */
@@ -1531,6 +1900,7 @@ int ts_server_run(ts_server *s)
         }
         pthread_mutex_unlock(&s->sup_mu);
         expire_scanners(s);
+        check_auto_splits(s);
         pthread_mutex_lock(&s->sup_mu);
     }
     pthread_mutex_unlock(&s->sup_mu);
@@ -1580,6 +1950,7 @@ static int server_setup(ts_server *s, const ts_server_options *o)
     s->start_wall_us = wall_us();
     pthread_mutex_init(&s->lk_mu, NULL);
     pthread_mutex_init(&s->admin_mu, NULL);
+    pthread_mutex_init(&s->eng_mu, NULL);
     pthread_rwlock_init(&s->map_mu, NULL);
     pthread_mutex_init(&s->drain_mu, NULL);
     pthread_cond_init(&s->drain_cv, NULL);
@@ -1623,25 +1994,13 @@ int ts_server_open(const ts_server_options *o, ts_server **out)
         if (!s->addr || !s->id) rc = BT_ENOMEM;
         else if (!valid_id(s->id)) rc = bt_err(BT_EINVAL, "server id \"%s\" must be 1-64 of [A-Za-z0-9_.-]", s->id);
     }
-    char *logdir = NULL;
     if (!rc) {
         snprintf(s->lock_path, sizeof s->lock_path, "/bt/servers/%s", s->id);
-        size_t n = strlen(s->data_dir) + strlen(s->id) + 32;
-        logdir = malloc(n);
-        if (!logdir) rc = BT_ENOMEM;
-        else {
-            snprintf(logdir, n, "%s/servers/%s/log", s->data_dir, s->id);
-            rc = make_parents(logdir);
-        }
+        rc = new_log_dir(s);
     }
+    /* the lock file names the log dir before the dir exists (server.h) */
     if (!rc) rc = lock_register(s, true, &s->lk);
-    if (!rc) {
-        ts_engine_options eo = { .log_dir = logdir, .durability = s->o.durability,
-                                 .block_cache_bytes = s->o.cache_bytes, .memtable_bytes = s->o.memtable_bytes,
-                                 .compaction_threads = 2 };
-        rc = ts_engine_open(&eo, &s->eng);
-    }
-    free(logdir);
+    if (!rc) rc = open_engine(s);
     if (!rc) rc = pool_start(&s->reads, s, "read", s->o.read_threads, 1, run_reads);
     if (!rc) rc = pool_start(&s->scans, s, "scan", s->o.scan_threads, 1, run_scans);
     if (!rc) rc = pool_start(&s->writes, s, "write", s->o.write_threads, WRITE_BATCH_MAX, run_writes);
@@ -1667,6 +2026,7 @@ const char *ts_server_id(const ts_server *s) { return s->id; }
 void ts_server_close(ts_server *s)
 {
     if (!s) return;
+    atomic_store(&s->closing, true);
     if (s->rpc) rpc_server_stop(s->rpc);
     pool_stop(&s->reads);
     pool_stop(&s->scans);
@@ -1675,22 +2035,32 @@ void ts_server_close(ts_server *s)
     pool_stop(&s->admin);
     close_scanners_of(s, NULL);
     bool owner = s->lk && lease_ok(s) && !s->file_deleted;
+    bool all_flushed = owner && s->eng;
     /* flush only while the lock says these tablets are still ours */
     for (;;) {
         pthread_rwlock_rdlock(&s->map_mu);
         entry *e = s->n_tablets ? s->tablets[0] : NULL;
         pthread_rwlock_unlock(&s->map_mu);
         if (!e) break;
-        if (unload_entry(s, e, owner && lease_ok(s))) unload_entry(s, e, false);
+        bool flush = owner && lease_ok(s);
+        if (!flush || unload_entry(s, e, true)) {
+            all_flushed = false;
+            unload_entry(s, e, false);
+        }
     }
-    if (s->eng) ts_engine_close(s->eng);
+    if (s->eng && close_engine(s) != BT_OK) all_flushed = false;
     if (s->lk) {
-        if (owner && lease_ok(s)) lk_delete(s->lk, s->lock_path, 0);
+        if (owner && lease_ok(s)) {
+            /* every tablet is in SSTables: the log is garbage, spare the master its split */
+            if (all_flushed) remove_log_dir(s);
+            lk_delete(s->lk, s->lock_path, 0);
+        }
         lk_close(s->lk);
     }
     rpc_server_free(s->rpc);
     free(s->tablets);
     for (int i = 0; i < ROW_STRIPES; i++) pthread_mutex_destroy(&s->stripes[i]);
-    free(s->bind); free(s->id); free(s->addr); free(s->data_dir); free(s->lock_url);
+    free(s->bind); free(s->id); free(s->addr); free(s->data_dir); free(s->lock_url); free(s->log_rel);
+    pthread_mutex_destroy(&s->eng_mu);
     free(s);
 }

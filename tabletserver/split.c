@@ -10,9 +10,11 @@
  * their own, after which the parent's files are garbage (the master's GC
  * deletes them; a tablet never deletes inherited files).
  *
- * The split is committed once both child manifests are durable; the parent
- * directory is left as it was for the caller (the tablet server records the
- * split in METADATA, then tells the master).
+ * The split is committed once both child manifests are durable and both
+ * children opened; if anything fails before, the parent serves on.  The
+ * parent directory is left as it was for the caller (the tablet server
+ * writes its SPLIT marker, records the split in METADATA, then tells the
+ * master).
  */
 #include "tabletserver/tablet_internal.h"
 #include "common/status.h"
@@ -152,16 +154,24 @@ int ts_tablet_split(ts_tablet *t, const uint8_t *mid, size_t mid_len,
     bt_buf_free(&m);
     if (rc) return rc;
 
+    /* Open the children before the parent goes: if that fails, the parent
+     * simply serves on (it is flushed and its directory untouched). */
     ts_engine *e = t->eng;
+    *left = *right = NULL;
+    rc = ts_tablet_open(e, dir_left, left);
+    if (!rc) rc = ts_tablet_open(e, dir_right, right);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", bt_errmsg());
+        ts_tablet_close(*left);
+        *left = NULL;
+        pthread_mutex_lock(&t->mu);
+        t->frozen = false;
+        pthread_mutex_unlock(&t->mu);
+        return bt_err(rc, "split of tablet %llu: cannot open a child: %s", (unsigned long long)t->id, why);
+    }
     uint64_t parent = t->id;
     ts_tablet_close(t);
     ts_log_forget_tablet(e->log, parent);
-    rc = ts_tablet_open(e, dir_left, left);
-    if (rc) return rc;
-    rc = ts_tablet_open(e, dir_right, right);
-    if (rc) {
-        ts_tablet_close(*left);
-        *left = NULL;
-    }
-    return rc;
+    return BT_OK;
 }

@@ -15,6 +15,7 @@
 #include "tabletserver/tablet_internal.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "tabletserver/logsplit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -102,6 +103,9 @@ int ts_table_open(ts_tablet *t, const ts_file_meta *meta, bool in_memory, ts_tab
 
 int ts_tablet_save_manifest(ts_tablet *t, ts_version *v, uint64_t flushed_seq)
 {
+    if (t->fenced)
+        return bt_err(BT_EFAILED_PRECONDITION, "tablet %llu is fenced: its manifest may not change",
+                      (unsigned long long)t->id);
     ts_manifest m;
     memset(&m, 0, sizeof m);
     m.tablet_id = t->id;
@@ -506,14 +510,135 @@ static int tablet_load(ts_engine *e, const char *dir, const ts_manifest *m, bool
     return BT_OK;
 }
 
+/* ---- recovery files (tabletserver/logsplit.h) ------------------------------------ */
+
+typedef struct name_list { char **v; size_t n, cap; int err; } name_list;
+
+static int collect_recovery(void *arg, const char *name)
+{
+    name_list *nl = arg;
+    size_t len = strlen(name);
+    if (len < 5 || strcmp(name + len - 4, ".log") != 0) return 0;  /* .tmp and others */
+    if (nl->n == nl->cap) {
+        size_t cap = nl->cap ? nl->cap * 2 : 8;
+        char **v = realloc(nl->v, cap * sizeof *v);
+        if (!v) { nl->err = BT_ENOMEM; return 1; }
+        nl->v = v;
+        nl->cap = cap;
+    }
+    if (!(nl->v[nl->n] = strdup(name))) { nl->err = BT_ENOMEM; return 1; }
+    nl->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void name_list_free(name_list *nl)
+{
+    for (size_t i = 0; i < nl->n; i++) free(nl->v[i]);
+    free(nl->v);
+}
+
+typedef struct recover_ctx {
+    ts_tablet *t;
+    uint64_t max_seq, records, skipped;
+} recover_ctx;
+
+static int recover_one(void *arg, uint64_t tablet_id, uint64_t seq, uint64_t last_seq,
+                       const uint8_t *p, size_t n)
+{
+    recover_ctx *c = arg;
+    (void)last_seq;
+    if (tablet_id != c->t->id || seq <= c->t->flushed_seq) {
+        c->skipped++;
+        return BT_OK;
+    }
+    uint64_t last;
+    int rc = ts_apply_payload(c->t->mem.mt, p, n, seq, &last);
+    if (rc) return rc;
+    if (last > c->max_seq) c->max_seq = last;
+    c->records++;
+    return BT_OK;
+}
+
+/* Replays <dir>/recovery/<name>.log (records of this tablet past its flushed
+ * sequence), flushes what it replayed, then deletes the files.  Called by
+ * ts_tablet_open before anyone else can see t.  On failure the files stay. */
+static int recover_from_files(ts_tablet *t)
+{
+    bt_env *env = t->eng->env;
+    char rdir[4096];
+    snprintf(rdir, sizeof rdir, "%s/%s", t->dir, TS_RECOVERY_DIR);
+    name_list nl = {0};
+    int rc = bt_env_list(env, rdir, collect_recovery, &nl);
+    if (!rc) rc = nl.err;
+    if (rc == BT_ENOTFOUND || (!rc && nl.n == 0)) {
+        name_list_free(&nl);
+        return BT_OK;
+    }
+    if (nl.n) qsort(nl.v, nl.n, sizeof *nl.v, cmp_str);
+    recover_ctx c = { t, t->last_seq, 0, 0 };
+    for (size_t i = 0; !rc && i < nl.n; i++) {
+        char path[4096 + 256];
+        snprintf(path, sizeof path, "%s/%s", rdir, nl.v[i]);
+        rc = ts_log_read_file(env, path, recover_one, &c, NULL);
+    }
+    if (!rc && c.records) {
+        pthread_mutex_lock(&t->mu);
+        t->last_seq = c.max_seq;
+        t->visible_seq = t->last_seq;
+        t->mem.max_seq = t->last_seq;
+        pthread_mutex_unlock(&t->mu);
+        rc = ts_tablet_flush(t);
+    }
+    for (size_t i = 0; !rc && i < nl.n; i++) {
+        char path[4096 + 256];
+        snprintf(path, sizeof path, "%s/%s", rdir, nl.v[i]);
+        rc = bt_env_remove(env, path);
+        if (rc == BT_ENOTFOUND) rc = BT_OK;
+    }
+    if (!rc) rc = bt_env_sync_dir(env, rdir);
+    if (rc) {
+        BT_ERROR("tablet %llu: recovery from %zu file(s) in %s failed: %s (%s); the files stay",
+                 (unsigned long long)t->id, nl.n, rdir, bt_errname(rc), bt_errmsg());
+    } else {
+        BT_INFO("tablet %llu: recovered %llu records up to sequence %llu from %zu file(s) in %s "
+                "(%llu already flushed or not ours)%s", (unsigned long long)t->id,
+                (unsigned long long)c.records, (unsigned long long)c.max_seq, nl.n, rdir,
+                (unsigned long long)c.skipped, c.records ? "; flushed and deleted them" : "; deleted them");
+    }
+    name_list_free(&nl);
+    return rc;
+}
+
 int ts_tablet_open(ts_engine *e, const char *dir, ts_tablet **out)
 {
     ts_manifest m;
+    ts_tablet *t = NULL;
     int rc = ts_manifest_read(e->env, dir, &m);
     if (rc) return rc;
-    rc = tablet_load(e, dir, &m, true, out);
+    rc = tablet_load(e, dir, &m, true, &t);
     ts_manifest_free(&m);
-    return rc;
+    if (rc) return rc;
+    rc = recover_from_files(t);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", bt_errmsg());
+        ts_tablet_close(t);
+        return bt_err(rc, "%s", why);
+    }
+    *out = t;
+    return BT_OK;
+}
+
+void ts_tablet_fence(ts_tablet *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->fenced = true;
+    pthread_mutex_unlock(&t->mu);
 }
 
 int ts_tablet_create(ts_engine *e, const char *dir, uint64_t tablet_id, const ts_schema *schema,

@@ -101,9 +101,24 @@ int ts_tablet_create(ts_engine *e, const char *dir, uint64_t tablet_id, const ts
                      ts_tablet **out);
 
 /* Opens an existing tablet from its manifest and replays the commit log past
- * its flushed sequence.  BT_ENOTFOUND if there is no manifest, BT_ECORRUPT
- * if it is damaged. */
+ * its flushed sequence.  Then it recovers what a dead server left for it:
+ * the records of <dir>/recovery/<name>.log files (written by ts_log_split,
+ * tabletserver/logsplit.h) with its id and a sequence past its flushed one
+ * are replayed too (last_seq moves past them); if there were any, the
+ * tablet is flushed (minor compaction) before the call returns, and then
+ * the recovery files are deleted and the directory fsynced.  If that flush
+ * or deletion fails the open fails and the files stay for the next try.
+ * BT_ENOTFOUND if there is no manifest, BT_ECORRUPT if it is damaged. */
 int ts_tablet_open(ts_engine *e, const char *dir, ts_tablet **out);
+
+/* Fences t after its server lost the right to serve it (the lock-service
+ * session expired; another server may own the tablet by now): from now on
+ * every manifest write of t fails with BT_EFAILED_PRECONDITION (schema
+ * changes, flushes, compactions), a running compaction's output is
+ * discarded instead of installed, and no new background work starts.
+ * Files written by such a compaction are left for the master's GC.  Call it
+ * before ts_tablet_close on that path; reads still work. */
+void ts_tablet_fence(ts_tablet *t);
 
 /* Waits for its background work, frees the tablet.  Every scanner of the
  * tablet must have been closed before.  Data not yet flushed
@@ -247,7 +262,8 @@ void ts_tablet_get_stats(ts_tablet *t, ts_tablet_stats *s);
  * indexes) into two children in dir_left [start, mid) and dir_right
  * [mid, end), sharing the parent's SSTables (each child reads only its
  * range).  Flushes t first; t is closed and freed on success.  The children
- * get ids left_id and right_id. */
+ * get ids left_id and right_id.  On failure t serves on as before (child
+ * directories already written are left for the master's GC). */
 int ts_tablet_split(ts_tablet *t, const uint8_t *mid, size_t mid_len,
                     const char *dir_left, uint64_t left_id,
                     const char *dir_right, uint64_t right_id,

@@ -104,6 +104,7 @@ struct ts_tablet {
     bool bg_queued, bg_running, closing, major_requested;
     bool flush_running;         /* a minor compaction is running (maybe beside a merge) */
     bool frozen;                /* splitting: writes get BT_ENOTSERVING */
+    bool fenced;                /* ts_tablet_fence: no manifest writes any more */
     int bg_error;               /* last background failure (retried), 0 if none */
     ts_tablet_stats stats;
 };
@@ -115,7 +116,8 @@ static inline bool ts_row_in_tablet(const ts_tablet *t, const uint8_t *row, size
     return t->end.len == 0 || sst_key_cmp(row, n, t->end.data, t->end.len) < 0;
 }
 
-/* Writes the manifest from the tablet's current state (t->mu held). */
+/* Writes the manifest from the tablet's current state (t->mu held).
+ * BT_EFAILED_PRECONDITION once the tablet is fenced. */
 int ts_tablet_save_manifest(ts_tablet *t, ts_version *v, uint64_t flushed_seq);
 /* Opens the SSTable described by meta (relative to t->dir when not inherited);
  * in_memory (its locality group's setting) loads the whole file into memory. */

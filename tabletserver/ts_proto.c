@@ -247,6 +247,30 @@ int tsp_get_tablet_info(bt_msg_reader *r, tsp_tablet_info *ti)
     return zero_on_error(ti, sizeof *ti, bt_msg_reader_status(r));
 }
 
+/* ---- load answer ----------------------------------------------------------------- */
+
+void tsp_put_load_answer(bt_msg_writer *w, const tsp_load_answer *a)
+{
+    bt_msg_put_varint(w, a->state);
+    if (a->state != TSP_LOAD_STATE_SPLIT) return;
+    bt_msg_put_bytes(w, a->mid, a->mid_len);
+    tsp_put_tablet(w, &a->left);
+    tsp_put_tablet(w, &a->right);
+}
+
+int tsp_get_load_answer(bt_msg_reader *r, tsp_load_answer *a)
+{
+    memset(a, 0, sizeof *a);
+    if (bt_msg_remaining(r) == 0 && !bt_msg_reader_status(r)) return BT_OK; /* older server */
+    get_enum(r, TSP_LOAD_STATE_SPLIT, "load state", &a->state);
+    if (!bt_msg_reader_status(r) && a->state == TSP_LOAD_STATE_SPLIT) {
+        bt_msg_get_bytes(r, &a->mid, &a->mid_len);
+        if (!bt_msg_reader_status(r)) tsp_get_tablet(r, &a->left);
+        if (!bt_msg_reader_status(r)) tsp_get_tablet(r, &a->right);
+    }
+    return zero_on_error(a, sizeof *a, bt_msg_reader_status(r));
+}
+
 /* ---- schema -------------------------------------------------------------------- */
 
 static void put_name(bt_msg_writer *w, const char name[TS_MAX_NAME + 1])

@@ -33,7 +33,8 @@
  * "filter" a ts_read_options, "row" a ts_row, "seqr" the master's sequencer. */
 enum {
     TSP_STATUS = 100,          /* -  ->  tsp_status */
-    TSP_LOAD_TABLET = 101,     /* seqr, tablet, schema, varint flags (TSP_LOAD_*)  ->  - */
+    TSP_LOAD_TABLET = 101,     /* seqr, tablet, schema, varint flags (TSP_LOAD_*)
+                                  ->  load answer (tsp_load_answer) */
     TSP_UNLOAD_TABLET = 102,   /* seqr, varint tablet_id  ->  - (flushes first) */
     TSP_LIST_TABLETS = 103,    /* -  ->  varint n, n x tsp_tablet_info */
     TSP_MUTATE_ROW = 104,      /* varint tablet_id, bytes row, muts  ->  - */
@@ -99,6 +100,40 @@ typedef struct tsp_tablet_info {
 } tsp_tablet_info;
 void tsp_put_tablet_info(bt_msg_writer *w, const tsp_tablet_info *ti);
 int tsp_get_tablet_info(bt_msg_reader *r, tsp_tablet_info *ti);
+
+/* ---- TSP_LOAD_TABLET answer ----------------------------------------------------
+ * varint state; for TSP_LOAD_STATE_SPLIT then bytes mid, tablet left, tablet
+ * right.  STATE_SPLIT: the directory holds a split marker (the tablet was
+ * split, maybe before METADATA learnt of it): nothing was loaded, and left
+ * [start, mid) and right [mid, end) are its children (table = the
+ * parent's, dirs relative to --data-dir), for the master to record and
+ * load.  An empty payload (a server from before this field) reads as
+ * STATE_LOADED. */
+enum {
+    TSP_LOAD_STATE_LOADED = 0,
+    TSP_LOAD_STATE_SPLIT = 1,
+};
+typedef struct tsp_load_answer {
+    uint64_t state;
+    const uint8_t *mid; size_t mid_len;     /* STATE_SPLIT only */
+    tsp_tablet left, right;                 /* STATE_SPLIT only */
+} tsp_load_answer;
+void tsp_put_load_answer(bt_msg_writer *w, const tsp_load_answer *a);
+/* Checks the state (BT_EINVAL if unknown) and the children as
+ * tsp_get_tablet does; trailing fields it does not know are ignored. */
+int tsp_get_load_answer(bt_msg_reader *r, tsp_load_answer *a);
+
+/* ---- a split done by a tablet server (ts_server_options.commit_split) --------
+ * Not a wire message: what the server hands to its split-commit hook.  The
+ * children's dirs are relative to --data-dir; table is the parent's (and the
+ * children's) table; left is [parent start, mid), right [mid, parent end). */
+typedef struct tsp_split_info {
+    uint64_t parent_id;
+    const char *table; size_t table_len;
+    const char *parent_dir; size_t parent_dir_len;
+    const uint8_t *mid; size_t mid_len;
+    tsp_tablet left, right;
+} tsp_split_info;
 
 /* ---- schema -------------------------------------------------------------------
  * varint n_groups, n x (bytes name, varint flags [1 compress, 2 in_memory],

@@ -2,7 +2,8 @@
  * API (tabletserver/tablet.h): cells and their order, argument errors and
  * atomicity, versions, every delete type in the memtable / across SSTables /
  * after a major compaction / after reopen and commit-log replay, locality
- * groups, compactions, split, schema changes, manifest corruption and a
+ * groups, compactions, split, schema changes, fencing (a compaction running
+ * when the tablet is fenced installs nothing), manifest corruption and a
  * concurrency smoke test.  Read filters, GC policies and the randomized
  * reference-model tests are in test_tablet_model.c; shared helpers in
  * tablet_testutil.h.
@@ -12,7 +13,10 @@
 #include "tablet_testutil.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <time.h>
+
+#include "tabletserver/manifest.h"
 
 /* Number of rows in a text rendering (one line each). */
 static int count_lines(const char *txt)
@@ -1147,6 +1151,153 @@ Test(tablet, set_schema_adds_a_family)
     tu_crash_reopen(&f);
     tu_expect_read(f.t, "r", NULL, "r: a:q@1=x n:q@2=z n:q@1=y\n", "replayed into the new family");
     tu_finish(&f);
+}
+
+/* ---- fencing ------------------------------------------------------------------------ */
+
+/* An env over the POSIX one whose SSTable syncs can be held at a gate: once
+ * armed, the first sync of a ".sst" file waits until the test opens it. */
+typedef struct gate {
+    bt_env env;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool armed, blocked, open;
+} gate;
+
+typedef struct gate_wfile {
+    bt_wfile f;
+    bt_wfile *inner;
+    gate *g;
+    bool sst;
+} gate_wfile;
+
+static int gw_append(bt_wfile *f, const void *d, size_t n)
+{
+    return bt_wfile_append(((gate_wfile *)f)->inner, d, n);
+}
+
+static int gw_sync(bt_wfile *f)
+{
+    gate_wfile *w = (gate_wfile *)f;
+    gate *g = w->g;
+    pthread_mutex_lock(&g->mu);
+    if (w->sst && g->armed) {
+        g->armed = false;
+        g->blocked = true;
+        pthread_cond_broadcast(&g->cv);
+        while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return bt_wfile_sync(w->inner);
+}
+
+static int gw_close(bt_wfile *f)
+{
+    gate_wfile *w = (gate_wfile *)f;
+    int rc = bt_wfile_close(w->inner);
+    free(w);
+    return rc;
+}
+
+static const struct bt_wfile_ops gate_wfile_ops = { gw_append, gw_sync, gw_close };
+
+static int ge_open_writable(bt_env *e, const char *p, int mode, bt_wfile **out)
+{
+    gate_wfile *w = calloc(1, sizeof *w);
+    if (!w) return BT_ENOMEM;
+    int rc = bt_env_open_writable(bt_env_posix(), p, mode, &w->inner);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    size_t n = strlen(p);
+    w->f.ops = &gate_wfile_ops;
+    w->g = (gate *)e;
+    w->sst = n > 4 && !strcmp(p + n - 4, ".sst");
+    *out = &w->f;
+    return BT_OK;
+}
+static int ge_open_readable(bt_env *e, const char *p, bt_rfile **o) { (void)e; return bt_env_open_readable(bt_env_posix(), p, o); }
+static int ge_file_size(bt_env *e, const char *p, uint64_t *s) { (void)e; return bt_env_file_size(bt_env_posix(), p, s); }
+static int ge_rename(bt_env *e, const char *a, const char *b) { (void)e; return bt_env_rename(bt_env_posix(), a, b); }
+static int ge_remove(bt_env *e, const char *p) { (void)e; return bt_env_remove(bt_env_posix(), p); }
+static int ge_mkdir(bt_env *e, const char *p) { (void)e; return bt_env_mkdir(bt_env_posix(), p); }
+static int ge_sync_dir(bt_env *e, const char *p) { (void)e; return bt_env_sync_dir(bt_env_posix(), p); }
+static int ge_list(bt_env *e, const char *d, bt_env_list_fn fn, void *a) { (void)e; return bt_env_list(bt_env_posix(), d, fn, a); }
+static int ge_truncate(bt_env *e, const char *p, uint64_t s) { (void)e; return bt_env_truncate(bt_env_posix(), p, s); }
+
+static const struct bt_env_ops gate_ops = {
+    ge_open_writable, ge_open_readable, ge_file_size, ge_rename, ge_remove, ge_mkdir, ge_sync_dir, ge_list,
+    ge_truncate, NULL,
+};
+
+static void *flush_thread(void *arg)
+{
+    return (void *)(intptr_t)ts_tablet_flush(arg);
+}
+
+/* A tablet fenced while its flush is writing: the flush fails, its output
+ * is not installed, and no manifest write succeeds after the fence. */
+Test(tablet, fence_discards_a_running_compaction)
+{
+    static gate g = { .env = { &gate_ops } };
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    tu_fx f;
+    ts_schema s;
+    tu_schema_abc(&s);
+    tu_init(&f, TS_DURABILITY_SYNC);
+    f.eo.env = &g.env;
+    tu_engine_open(&f);
+    tu_create(&f, &s, NULL, NULL);
+    MUT(f.t, "r1", SET("a", "q", 1, "x"));
+    MUT(f.t, "r2", SET("b", "q", 2, "y"));
+
+    pthread_mutex_lock(&g.mu);
+    g.armed = true;
+    pthread_mutex_unlock(&g.mu);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, flush_thread, f.t), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.blocked) pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    ts_tablet_fence(f.t);     /* the session expired while the SSTable was being written */
+    pthread_mutex_lock(&g.mu);
+    g.open = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    void *ret;
+    pthread_join(th, &ret);
+    cr_assert_eq((int)(intptr_t)ret, BT_EFAILED_PRECONDITION, "the fenced flush fails: %s",
+                 bt_errname((int)(intptr_t)ret));
+
+    /* nothing was installed, and nothing can be */
+    ts_manifest m;
+    cr_assert_eq(ts_manifest_read(bt_env_posix(), f.tdir, &m), BT_OK);
+    cr_assert_eq(m.n_files, 0, "the discarded output is not in the manifest");
+    cr_assert_eq(m.flushed_seq, 0);
+    ts_manifest_free(&m);
+    ts_tablet_stats st;
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_eq(st.n_sstables, 0);
+    cr_assert_eq(st.minor_compactions, 0);
+    EXPECT_ERR(ts_tablet_flush(f.t), BT_EFAILED_PRECONDITION);
+    EXPECT_ERR(ts_tablet_compact(f.t), BT_EFAILED_PRECONDITION);
+    ts_schema s2 = s;
+    cr_assert_eq(ts_schema_add_family(&s2, "n", 1, 0), BT_OK);
+    EXPECT_ERR(ts_tablet_set_schema(f.t, &s2), BT_EFAILED_PRECONDITION);
+    cr_assert_eq(ts_tablet_schema(f.t)->n_families, s.n_families);
+    tu_expect_scan(f.t, NULL, "r1: a:q@1=x\nr2: b:q@2=y\n", "reads still work");
+
+    /* closed and reopened (by whoever owns it now): the log has the rows */
+    tu_reopen_tablet(&f);
+    tu_expect_scan(f.t, NULL, "r1: a:q@1=x\nr2: b:q@2=y\n", "replayed");
+    tu_flush(f.t);
+    ts_tablet_get_stats(f.t, &st);
+    cr_assert_gt(st.n_sstables, 0, "a tablet opened again is not fenced");
+    tu_finish(&f);
+    pthread_mutex_destroy(&g.mu);
+    pthread_cond_destroy(&g.cv);
 }
 
 /* Replaces the file at path with buf[0..len). */

@@ -19,6 +19,19 @@
  *   load_retried_concurrently         attempt still runs: the server ends in
  *   split_retried_concurrently        the state one command gives, and lives
  *   reassignment_under_load         unload/load cycles under reads and writes
+ *   load_of_split_parent_answers_children
+ *                                   the SPLIT marker: a parent is never loaded
+ *                                   again, its load answers the children
+ *   sigkill_then_recover_on_another_server
+ *                                   the master's recovery: split the dead log,
+ *                                   another server loads every acked write
+ *   automatic_split_commits_through_the_hook
+ *                                   split_bytes and commit_split (in process),
+ *                                   the hook retried after failures
+ *
+ * Each server incarnation logs to its own servers/<id>/log-<time> dir, so a
+ * test that restarts a killed server first recovers the dead log as the
+ * master would (tsf_recover_logs: ts_log_split into the tablet dirs).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +40,7 @@
 #include <sys/socket.h>
 
 #include "common/rpc_codec.h"
+#include "tabletserver/server.h"
 #include "tests/unit/ts_fixture.h"
 
 /* Criterion 2.4's runner leaks a small allocation when a binary has more than
@@ -1275,6 +1289,9 @@ TS_TEST(sigkill_during_sync_writes, tsf_init, 90)
         strlist_sort(&attempted);
 
         tsf_start_ts(); /* same id and data dir; waits out the dead session's lock */
+        /* as the master would: split the dead incarnation's log into the
+         * tablet's recovery files, then reassign (the load replays them) */
+        cr_assert_eq(tsf_recover_logs(), 1, "one dead log dir");
         TS_OK(tsf_load(1, "tables/t/t1", "", "", true, F.seqr));
         char when[32];
         snprintf(when, sizeof when, "after kill %d", round + 1);
@@ -1442,7 +1459,14 @@ static void stop_round(int round, strlist *acked, strlist *attempted)
     TS_OK(lk_stat_path(F.master, TSF_LOCK_FILE, &ls));
     cr_assert_neq(ls.lock_owner, 0, "%s is not locked after the re-registration", TSF_LOCK_FILE);
 
-    /* every acknowledged write is still there once the master reassigns the tablet */
+    /* the re-registered server runs a new engine with a new log dir, named
+     * in the lock file; the old one is left for the master */
+    char live[PATH_MAX];
+    tsf_live_log_dir(live, sizeof live);
+    cr_assert_str_neq(live, "", "the lock file names no log dir");
+    /* every acknowledged write is still there once the master recovers the
+     * old log and reassigns the tablet */
+    cr_assert_eq(tsf_recover_logs(), 1, "round %d: one dead log dir", round);
     strlist_sort(acked);
     strlist_sort(attempted);
     TS_OK(tsf_load(1, "tables/t/t1", "", "", false, F.seqr));
@@ -1532,6 +1556,8 @@ TS_TEST(clean_shutdown, tsf_init, 40)
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "wait status %d after SIGTERM", st);
     lk_stat ls;
     TS_RC(lk_stat_path(F.master, TSF_LOCK_FILE, &ls), BT_ENOTFOUND);
+    /* every tablet was flushed: the server deleted its log dir, nothing to recover */
+    cr_assert_eq(tsf_recover_logs(), 0, "a clean shutdown leaves no log dir behind");
 
     tsf_start_ts();
     TS_OK(tsf_load(1, "tables/t/t1", "", "m", false, F.seqr));
@@ -1711,7 +1737,8 @@ TS_TEST(load_retried_concurrently, tsf_init, 60)
     }
     kill(F.ts, SIGKILL);
     tsf_wait_pid(&F.ts, 5000);
-    tsf_start_ts(); /* opening tablet 1 now replays 27000 rows from the log */
+    tsf_start_ts();
+    cr_assert_eq(tsf_recover_logs(), 1); /* opening tablet 1 now replays 27000 rows from recovery files */
     tsf_req_load(&req, F.seqr, 1, "tables/t/t1", "", "", false);
     fire_copies(TSP_LOAD_TABLET, &req, 3, rcs);
     bt_buf_free(&req);
@@ -1855,4 +1882,274 @@ TS_TEST(reassignment_under_load, tsf_init, 60)
     assert_acked_present(&acked, &attempted, "after the reassignments");
     strlist_free(&acked);
     strlist_free(&attempted);
+}
+
+/* ---- 12. split markers, recovery on another server, automatic splits --------------------------- */
+
+/* TSP_LOAD_TABLET with its answer decoded into *a (pointing into resp). */
+static int load_answer(uint64_t id, const char *dir, const char *start, const char *end, tsp_load_answer *a,
+                       bt_buf *resp)
+{
+    bt_buf req = {0};
+    tsf_req_load(&req, F.seqr, id, dir, start, end, false);
+    int rc = tsf_call(TSP_LOAD_TABLET, &req, resp);
+    bt_buf_free(&req);
+    if (rc) return rc;
+    bt_msg_reader r;
+    bt_msg_reader_init(&r, resp->data, resp->len);
+    return tsp_get_load_answer(&r, a);
+}
+
+static void assert_child(const tsp_tablet *t, uint64_t id, const char *dir, const char *start, const char *end)
+{
+    cr_assert_eq(t->id, id);
+    cr_assert(tsf_bytes_eq(t->table, t->table_len, TSF_TABLE), "child table");
+    cr_assert(tsf_bytes_eq(t->dir, t->dir_len, dir), "child dir %.*s, want %s", (int)t->dir_len, t->dir, dir);
+    cr_assert(tsf_bytes_eq(t->start, t->start_len, start), "child start");
+    cr_assert(tsf_bytes_eq(t->end, t->end_len, end), "child end");
+}
+
+/* After a split the parent's directory holds a SPLIT marker: loading the
+ * parent again (as a master that missed the split would) loads nothing and
+ * answers the children, also after a restart. */
+TS_TEST(load_of_split_parent_answers_children, tsf_init, 60)
+{
+    tsp_load_answer a;
+    bt_buf resp = {0};
+    TS_RC(load_answer(1, "tables/t/t1", "", "", &a, &resp), BT_ENOTFOUND); /* no tablet, no create flag */
+    bt_buf_free(&resp);
+    TS_OK(tsf_load(1, "tables/t/t1", "", "", true, F.seqr));
+    TS_OK(load_answer(1, "tables/t/t1", "", "", &a, &resp)); /* a retry: already loaded */
+    cr_assert_eq(a.state, TSP_LOAD_STATE_LOADED);
+    bt_buf_free(&resp);
+    for (int i = 0; i < 4; i++) tsf_fill(1, "u", i * 100, i * 100 + 100);
+    char mid[256];
+    TS_OK(tsf_split(F.seqr, 1, "u200", 2, "tables/t/t2", 3, "tables/t/t3", mid));
+    cr_assert_str_eq(mid, "u200");
+
+    char parent[PATH_MAX + 64];
+    snprintf(parent, sizeof parent, "%s/tables/t/t1", F.data_dir);
+    ts_split_marker m;
+    cr_assert_eq(ts_split_marker_read(bt_env_posix(), parent, &m), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(m.parent_id, 1);
+    cr_assert(tsf_bytes_eq(m.mid.data, m.mid.len, "u200"));
+    cr_assert_eq(m.left.id, 2);
+    cr_assert_str_eq(m.left.dir, "tables/t/t2");
+    cr_assert(tsf_bytes_eq(m.left.end.data, m.left.end.len, "u200") && m.left.start.len == 0);
+    cr_assert_eq(m.right.id, 3);
+    cr_assert_str_eq(m.right.dir, "tables/t/t3");
+    cr_assert(tsf_bytes_eq(m.right.start.data, m.right.start.len, "u200") && m.right.end.len == 0);
+    ts_split_marker_free(&m);
+
+    for (int round = 0; round < 2; round++) {
+        TS_OK(load_answer(1, "tables/t/t1", "", "", &a, &resp));
+        cr_assert_eq(a.state, TSP_LOAD_STATE_SPLIT, "round %d: the parent was loaded again", round);
+        cr_assert(tsf_bytes_eq(a.mid, a.mid_len, "u200"));
+        assert_child(&a.left, 2, "tables/t/t2", "", "u200");
+        assert_child(&a.right, 3, "tables/t/t3", "u200", "");
+        bt_buf_free(&resp);
+        TS_RC(tsf_read_rc(1, "u050"), BT_ENOTSERVING);
+        if (round == 0) {
+            uint64_t kids[] = {2, 3};
+            assert_listed(kids, 2);
+            /* a restart: nothing loaded, the marker still answers */
+            cr_assert_eq(tsf_stop_ts(SIGTERM, 15000), 0);
+            tsf_start_ts();
+            assert_listed(NULL, 0);
+        }
+    }
+    /* the children load normally, with every row in its half */
+    TS_OK(load_answer(2, "tables/t/t2", "", "u200", &a, &resp));
+    cr_assert_eq(a.state, TSP_LOAD_STATE_LOADED);
+    bt_buf_free(&resp);
+    TS_OK(load_answer(3, "tables/t/t3", "u200", "", &a, &resp));
+    cr_assert_eq(a.state, TSP_LOAD_STATE_LOADED);
+    bt_buf_free(&resp);
+    tsf_keys k = {0};
+    tsf_scan_all(2, NULL, 0, &k);
+    cr_assert_eq(k.n, 200);
+    tsf_keys_free(&k);
+    tsf_scan_all(3, NULL, 0, &k);
+    cr_assert_eq(k.n, 200);
+    tsf_keys_free(&k);
+}
+
+/* The core of failure recovery, as the master does it: a server is
+ * SIGKILLed under writes; its lock is taken and its file deleted; its dead
+ * log dir is split into the tablet's recovery files; ANOTHER server loads the
+ * tablet and serves every acknowledged write. */
+TS_TEST(sigkill_then_recover_on_another_server, tsf_init, 90)
+{
+    enum { NW = 4 };
+    TS_OK(tsf_load(1, "tables/t/t1", "", "", true, F.seqr));
+    tsf_fill(1, "flushed", 0, 300);
+    TS_OK(tsf_id_call(TSP_FLUSH, 1, NULL)); /* part in an SSTable: the load replays only past it */
+    strlist acked = {0}, attempted = {0};
+    for (int i = 0; i < 300; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "flushed%03d", i);
+        strlist_add(&acked, key);
+        strlist_add(&attempted, key);
+    }
+    atomic_bool stop = false;
+    writer w[NW];
+    writers_start(w, NW, &stop, "k%d-%d-", 0);
+    tsf_sleep_ms(1000);
+    kill(F.ts, SIGKILL);
+    int st = tsf_wait_pid(&F.ts, 5000);
+    atomic_store(&stop, true);
+    writers_join(w, NW);
+    cr_assert(st != -1 && WIFSIGNALED(st), "wait status %d", st);
+    size_t round_acked = 0;
+    for (int i = 0; i < NW; i++) {
+        for (size_t j = 0; j < w[i].n; j++) {
+            char key[64];
+            writer_key(&w[i], j, key, sizeof key);
+            strlist_add(&attempted, key);
+            if (w[i].rec[j].rc == BT_OK) {
+                strlist_add(&acked, key);
+                round_acked++;
+            }
+        }
+        free(w[i].rec);
+    }
+    cr_assert_gt(round_acked, 10, "only %zu writes acknowledged in 1 s", round_acked);
+    strlist_sort(&acked);
+    strlist_sort(&attempted);
+
+    /* the master: take the dead server's lock (once its lease ran out), delete its file */
+    char live[PATH_MAX];
+    cr_assert_eq(lk_acquire(F.master, TSF_LOCK_FILE, 10000), BT_OK, "%s", bt_errmsg());
+    tsf_live_log_dir(live, sizeof live);
+    cr_assert_str_neq(live, "", "now held by the master: still names the dead log");
+    TS_OK(lk_delete(F.master, TSF_LOCK_FILE, 0));
+    char dead[2 * PATH_MAX + 64];
+    snprintf(dead, sizeof dead, "%s/%s", F.data_dir, live);
+    cr_assert_eq(access(dead, F_OK), 0, "the dead log dir %s exists", dead);
+    cr_assert_eq(tsf_recover_logs(), 1);
+    cr_assert_neq(access(dead, F_OK), 0);
+    char rdir[PATH_MAX + 64];
+    snprintf(rdir, sizeof rdir, "%s/tables/t/t1/recovery", F.data_dir);
+    cr_assert_eq(access(rdir, F_OK), 0, "the split wrote the tablet's recovery file");
+
+    tsf_start_ts_as("ts2");
+    TS_OK(tsf_load(1, "tables/t/t1", "", "", false, F.seqr));
+    assert_acked_present(&acked, &attempted, "on another server");
+    DIR *d = opendir(rdir);
+    int left = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) left += de->d_name[0] != '.';
+    if (d) closedir(d);
+    cr_assert_eq(left, 0, "the load deleted the recovery files once flushed");
+    /* and once more from SSTables alone: unload (flush), load */
+    TS_OK(tsf_unload(1, F.seqr));
+    TS_OK(tsf_load(1, "tables/t/t1", "", "", false, F.seqr));
+    assert_acked_present(&acked, &attempted, "reloaded");
+    strlist_free(&acked);
+    strlist_free(&attempted);
+}
+
+/* ---- automatic splits, in process (the commit hook is a library option) ---- */
+
+typedef struct hook_log {
+    pthread_mutex_t mu;
+    int calls, fail_first;
+    uint64_t parent, left, right;
+    char table[80], mid[64], ldir[128], rdir[128], lstart[64], rend[64];
+} hook_log;
+
+static int record_split(void *arg, const tsp_split_info *in)
+{
+    hook_log *h = arg;
+    pthread_mutex_lock(&h->mu);
+    int call = ++h->calls;
+    h->parent = in->parent_id;
+    h->left = in->left.id;
+    h->right = in->right.id;
+    snprintf(h->table, sizeof h->table, "%.*s", (int)in->table_len, in->table);
+    snprintf(h->mid, sizeof h->mid, "%.*s", (int)in->mid_len, (const char *)in->mid);
+    snprintf(h->ldir, sizeof h->ldir, "%.*s", (int)in->left.dir_len, in->left.dir);
+    snprintf(h->rdir, sizeof h->rdir, "%.*s", (int)in->right.dir_len, in->right.dir);
+    snprintf(h->lstart, sizeof h->lstart, "%.*s", (int)in->left.start_len, (const char *)in->left.start);
+    snprintf(h->rend, sizeof h->rend, "%.*s", (int)in->right.end_len, (const char *)in->right.end);
+    pthread_mutex_unlock(&h->mu);
+    return call <= h->fail_first ? bt_err(BT_EUNAVAIL, "METADATA is not reachable (test)") : BT_OK;
+}
+
+static void *run_server(void *arg)
+{
+    return (void *)(intptr_t)ts_server_run(arg);
+}
+
+TS_TEST(automatic_split_commits_through_the_hook, tsf_init, 60)
+{
+    static hook_log h;
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.mu, NULL);
+    h.fail_first = 2; /* retried with backoff: the third attempt commits */
+    ts_server_options o = {.port = 0, .id = "ts9", .data_dir = F.data_dir, .lock_url = F.lock_url,
+                           .lease_ms = TSF_LEASE_MS, .commit_split = record_split, .commit_arg = &h,
+                           .split_bytes = 16 << 10};
+    ts_server *s;
+    cr_assert_eq(ts_server_open(&o, &s), BT_OK, "%s", bt_errmsg());
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, run_server, s), 0);
+    char saved[64];
+    snprintf(saved, sizeof saved, "%s", F.addr);
+    snprintf(F.addr, sizeof F.addr, "%s", ts_server_address(s));
+
+    TS_OK(tsf_load(1, "tables/t/t1", "", "", true, F.seqr));
+    for (int i = 0; i < 10; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "r%d-", i);
+        tsf_fill(1, p, 0, 200);
+    }
+    TS_OK(tsf_id_call(TSP_FLUSH, 1, NULL)); /* past 16 KiB of SSTables now */
+    int64_t end = tsf_now_ms() + 20000;
+    for (;;) {
+        pthread_mutex_lock(&h.mu);
+        int calls = h.calls;
+        pthread_mutex_unlock(&h.mu);
+        if (calls >= 3 || tsf_now_ms() > end) break;
+        tsf_sleep_ms(50);
+    }
+    pthread_mutex_lock(&h.mu);
+    cr_assert_eq(h.calls, 3, "the hook ran %d times, want 2 failures then a commit", h.calls);
+    cr_assert_eq(h.parent, 1);
+    cr_assert_str_eq(h.table, TSF_TABLE);
+    cr_assert_str_eq(h.lstart, "");
+    cr_assert_str_eq(h.rend, "");
+    cr_assert_gt(strlen(h.mid), 0);
+    char want[128];
+    bt_tablet_dir(want, sizeof want, TSF_TABLE, h.left);
+    cr_assert_str_eq(h.ldir, want);
+    bt_tablet_dir(want, sizeof want, TSF_TABLE, h.right);
+    cr_assert_str_eq(h.rdir, want);
+    uint64_t kids[2] = {h.left < h.right ? h.left : h.right, h.left < h.right ? h.right : h.left};
+    char mid[64];
+    snprintf(mid, sizeof mid, "%s", h.mid);
+    pthread_mutex_unlock(&h.mu);
+    assert_listed(kids, 2);
+    TS_RC(tsf_read_rc(1, "r0-000"), BT_ENOTSERVING);
+    tsp_load_answer a;
+    bt_buf resp = {0};
+    TS_OK(load_answer(1, "tables/t/t1", "", "", &a, &resp));
+    cr_assert_eq(a.state, TSP_LOAD_STATE_SPLIT);
+    cr_assert(tsf_bytes_eq(a.mid, a.mid_len, mid));
+    bt_buf_free(&resp);
+    tsf_keys l = {0}, r = {0};
+    tsf_scan_all(h.left, NULL, 0, &l);
+    tsf_scan_all(h.right, NULL, 0, &r);
+    cr_assert_eq(l.n + r.n, 2000, "%zu + %zu rows", l.n, r.n);
+    tsf_keys_free(&l);
+    tsf_keys_free(&r);
+
+    ts_server_request_stop(s);
+    void *ret;
+    pthread_join(th, &ret);
+    cr_assert_eq((int)(intptr_t)ret, 0);
+    ts_server_close(s);
+    bt_conn_pool_drop(F.pool, F.addr);
+    snprintf(F.addr, sizeof F.addr, "%s", saved);
+    pthread_mutex_destroy(&h.mu);
 }

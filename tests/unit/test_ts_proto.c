@@ -3,7 +3,8 @@
  * encoder/decoder pair with binary bytes, empty fields and extreme
  * timestamps, zero-copy pointers, truncation at every offset of every kind,
  * oversize counts, and the range checks (table names, tablet dirs, schemas,
- * mutation types, rmw kinds, flags).
+ * mutation types, rmw kinds, flags).  The load_tablet answer has tests of its
+ * own (its empty form is valid: state 0 from an older server).
  *
  * Decoders get exact-size heap copies, so under ASan any read past the end is
  * caught; every failed decode is checked to leave its outputs zeroed and
@@ -1098,4 +1099,121 @@ Test(ts_proto, bad_flags_and_codes_rejected, .timeout = 10)
     bt_msg_put_bytes(&w, NULL, 0);
     cr_assert_eq(decode_all(&b, try_batch_result), BT_EINVAL, "status code out of range");
     bt_buf_free(&b);
+}
+
+/* ---- TSP_LOAD_TABLET answer --------------------------------------------------------------- */
+
+static const uint8_t MID[] = {'m', 0x00, 0xff};
+
+static const tsp_load_answer sample_split_answer = {
+    .state = TSP_LOAD_STATE_SPLIT, .mid = MID, .mid_len = sizeof MID,
+    .left = {.id = 5, .table = "users", .table_len = 5, .dir = "tables/users/0000000000000005", .dir_len = 29,
+             .start = BIN, .start_len = sizeof BIN, .end = MID, .end_len = sizeof MID},
+    .right = {.id = UINT64_MAX >> 1, .table = "users", .table_len = 5, .dir = "tables/users/r", .dir_len = 14,
+              .start = MID, .start_len = sizeof MID, .end = NULL, .end_len = 0}};
+
+static void put_split_answer_sample(bt_msg_writer *w) { tsp_put_load_answer(w, &sample_split_answer); }
+
+static int try_load_answer(bt_msg_reader *r)
+{
+    tsp_load_answer a;
+    int rc = tsp_get_load_answer(r, &a);
+    if (rc) assert_zero(&a, sizeof a);
+    return rc;
+}
+
+Test(ts_proto, load_answer_round_trip, .timeout = 10)
+{
+    /* loaded: one varint */
+    tsp_load_answer loaded = {.state = TSP_LOAD_STATE_LOADED}, got;
+    bt_buf b = {0};
+    bt_msg_writer w;
+    bt_msg_writer_init(&w, &b);
+    tsp_put_load_answer(&w, &loaded);
+    cr_assert_eq(b.len, 1);
+    cr_assert_eq(b.data[0], 0);
+    bt_msg_reader r;
+    uint8_t *c = reader_on(&r, &b, b.len);
+    cr_assert_eq(tsp_get_load_answer(&r, &got), BT_OK);
+    cr_assert_eq(got.state, TSP_LOAD_STATE_LOADED);
+    cr_assert_eq(bt_msg_reader_done(&r), BT_OK);
+    free(c);
+    bt_buf_free(&b);
+
+    /* an empty answer (a server from before the field) reads as loaded */
+    bt_msg_reader_init(&r, NULL, 0);
+    cr_assert_eq(tsp_get_load_answer(&r, &got), BT_OK);
+    cr_assert_eq(got.state, TSP_LOAD_STATE_LOADED);
+
+    /* split: mid and both children, zero-copy */
+    b = encode(put_split_answer_sample);
+    c = reader_on(&r, &b, b.len);
+    cr_assert_eq(tsp_get_load_answer(&r, &got), BT_OK, "%s", bt_errmsg());
+    cr_assert_eq(bt_msg_reader_done(&r), BT_OK);
+    cr_assert_eq(got.state, TSP_LOAD_STATE_SPLIT);
+    same(got.mid, got.mid_len, MID, sizeof MID);
+    same_tablet(&got.left, &sample_split_answer.left);
+    same_tablet(&got.right, &sample_split_answer.right);
+    free(c);
+
+    /* fields appended by a later version are ignored */
+    cr_assert_eq(bt_buf_append(&b, "\x07\x01z", 3), BT_OK);
+    c = reader_on(&r, &b, b.len);
+    cr_assert_eq(tsp_get_load_answer(&r, &got), BT_OK, "%s", bt_errmsg());
+    same_tablet(&got.right, &sample_split_answer.right);
+    free(c);
+    bt_buf_free(&b);
+}
+
+Test(ts_proto, load_answer_truncations_and_garbage, .timeout = 30)
+{
+    bt_buf b = encode(put_split_answer_sample);
+    for (size_t cut = 1; cut < b.len; cut++) {
+        bt_msg_reader r;
+        uint8_t *c = reader_on(&r, &b, cut);
+        cr_assert_eq(try_load_answer(&r), BT_ECORRUPT, "cut at %zu of %zu", cut, b.len);
+        cr_assert_leq(r.p - r.base, (ptrdiff_t)cut);
+        free(c);
+    }
+    static const uint8_t vals[] = {0x00, 0x01, 0x02, 0x7f, 0x80, 0xff};
+    for (size_t i = 0; i < b.len; i++) {
+        for (size_t v = 0; v < N_OF(vals); v++) {
+            uint8_t save = b.data[i];
+            b.data[i] = vals[v];
+            bt_msg_reader r;
+            uint8_t *c = reader_on(&r, &b, b.len);
+            int rc = try_load_answer(&r);
+            cr_assert(rc == BT_OK || rc == BT_ECORRUPT || rc == BT_EINVAL, "byte %zu: %d", i, rc);
+            free(c);
+            b.data[i] = save;
+        }
+    }
+    bt_msg_reader r;
+    uint8_t *c = reader_on(&r, &b, b.len);
+    r.err = BT_ECORRUPT;
+    cr_assert_eq(try_load_answer(&r), BT_ECORRUPT, "a failed reader stays failed");
+    free(c);
+    bt_buf_free(&b);
+
+    /* an unknown state, a child with a bad dir or table name */
+    const uint8_t unknown[] = {2};
+    bt_buf u = {0};
+    cr_assert_eq(bt_buf_append(&u, unknown, 1), BT_OK);
+    cr_assert_eq(decode_all(&u, try_load_answer), BT_EINVAL);
+    bt_buf_free(&u);
+    tsp_load_answer bad = sample_split_answer;
+    bad.right.dir = "/abs";
+    bad.right.dir_len = 4;
+    bt_msg_writer w;
+    bt_msg_writer_init(&w, &u);
+    tsp_put_load_answer(&w, &bad);
+    cr_assert_eq(decode_all(&u, try_load_answer), BT_EINVAL);
+    bt_buf_free(&u);
+    bad = sample_split_answer;
+    bad.left.table = "no/slash";
+    bad.left.table_len = 8;
+    bt_msg_writer_init(&w, &u);
+    tsp_put_load_answer(&w, &bad);
+    cr_assert_eq(decode_all(&u, try_load_answer), BT_EINVAL);
+    bt_buf_free(&u);
 }

@@ -56,10 +56,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ftw.h>
+
 #include "client/conn.h"
+#include "client/meta.h"
 #include "common/rpc.h"
 #include "common/status.h"
 #include "lockservice/lock.h"
+#include "tabletserver/logsplit.h"
+#include "tabletserver/manifest.h"
 #include "tabletserver/ts_proto.h"
 #include "tests/unit/testutil.h"
 
@@ -345,7 +350,7 @@ TSF_FN void tsf_acquire_master(lk_client *c, char *seqr)
 /* Starts the server (same id and data dir every time) and waits for its
  * "serving on" line; F.addr is its address.  The previous address, if any,
  * is dropped from the pool (no call may be running). */
-TSF_FN void tsf_start_ts(void)
+TSF_FN void tsf_start_ts_as(const char *server_id)
 {
     cr_assert(F.ts <= 0, "a tablet server is already running");
     char bin[PATH_MAX + 32], lease[16], slease[16];
@@ -353,7 +358,7 @@ TSF_FN void tsf_start_ts(void)
     snprintf(lease, sizeof lease, "%d", TSF_LEASE_MS);
     snprintf(slease, sizeof slease, "%u", F.scanner_lease_ms);
     char *argv[16] = {bin, "--port", "0", "--data-dir", F.data_dir, "--lock", F.lock_url,
-                      "--lease-ms", lease, "--id", TSF_ID};
+                      "--lease-ms", lease, "--id", (char *)server_id};
     int argc = 11;
     if (F.scanner_lease_ms) {
         argv[argc++] = "--scanner-lease-ms";
@@ -377,11 +382,13 @@ TSF_FN void tsf_start_ts(void)
         tsf_dump(F.ts_err, 3000);
         cr_assert_fail("bt-tabletserver did not start (line \"%s\", wait status %d)", line, st);
     }
-    cr_assert_str_eq(id, TSF_ID);
+    cr_assert_str_eq(id, server_id);
     cr_assert_eq(strncmp(addr, "127.0.0.1:", 10), 0, "address %s", addr);
     if (F.pool && F.addr[0] && strcmp(F.addr, addr)) bt_conn_pool_drop(F.pool, F.addr);
     snprintf(F.addr, sizeof F.addr, "%s", addr);
 }
+
+TSF_FN void tsf_start_ts(void) { tsf_start_ts_as(TSF_ID); }
 
 /* Sends sig to the server and waits up to timeout_ms for it to end; returns
  * the wait status (also kept in F.ts_status), -1 on timeout. */
@@ -467,6 +474,92 @@ TSF_FN void tsf_check_sanitizer_log(const char *path, bool leaks_too)
     }
     free(s);
 }
+
+/* ---- recovery: what the master does with a dead incarnation's log ----------------------- */
+
+/* The live incarnation's log dir (relative), from /bt/servers/<id> while its
+ * lock is held; "" when no server holds it. */
+TSF_FN void tsf_live_log_dir_of(const char *server_id, char *out, size_t cap)
+{
+    uint8_t *data = NULL;
+    size_t n = 0;
+    lk_stat st;
+    char lock_file[128];
+    snprintf(lock_file, sizeof lock_file, "/bt/servers/%s", server_id);
+    out[0] = '\0';
+    int rc = lk_get(F.master, lock_file, &data, &n, &st);
+    if (rc == BT_OK && st.lock_owner != 0) {
+        char addr[128];
+        cr_assert_eq(bt_server_file_parse(data, n, addr, sizeof addr, out, cap), BT_OK,
+                     "%s holds \"%.*s\"", lock_file, (int)n, (const char *)data);
+    }
+    free(data);
+}
+
+TSF_FN void tsf_live_log_dir(char *out, size_t cap) { tsf_live_log_dir_of(TSF_ID, out, cap); }
+
+/* Tablet directories found under DATA/tables (by their manifests), for the split. */
+typedef struct tsf_tabdirs { uint64_t id[512]; char *dir[512]; size_t n; } tsf_tabdirs;
+static tsf_tabdirs tsf_dirs;
+
+static int tsf_find_manifest(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    if (flag != FTW_F || strcmp(path + ftw->base, "MANIFEST") != 0 || tsf_dirs.n == 512) return 0;
+    char *dir = strndup(path, (size_t)ftw->base - 1);
+    ts_manifest m;
+    if (dir && ts_manifest_read(bt_env_posix(), dir, &m) == BT_OK) {
+        tsf_dirs.id[tsf_dirs.n] = m.tablet_id;
+        tsf_dirs.dir[tsf_dirs.n++] = dir;
+        ts_manifest_free(&m);
+        return 0;
+    }
+    free(dir);
+    return 0;
+}
+
+static const char *tsf_dir_of_tablet(void *arg, uint64_t id)
+{
+    (void)arg;
+    for (size_t i = 0; i < tsf_dirs.n; i++)
+        if (tsf_dirs.id[i] == id) return tsf_dirs.dir[i];
+    return NULL;
+}
+
+/* Splits every log dir of servers/<id> that its lock file does not name
+ * (dead incarnations) into recovery files of the tablets under DATA/tables,
+ * then deletes it, as the master does before reassigning.  Returns how many. */
+TSF_FN int tsf_recover_logs_of(const char *server_id)
+{
+    char live[PATH_MAX], sdir[PATH_MAX + 64], tables[PATH_MAX + 64];
+    tsf_live_log_dir_of(server_id, live, sizeof live);
+    const char *live_base = strrchr(live, '/') ? strrchr(live, '/') + 1 : live;
+    snprintf(tables, sizeof tables, "%s/tables", F.data_dir);
+    memset(&tsf_dirs, 0, sizeof tsf_dirs);
+    nftw(tables, tsf_find_manifest, 16, FTW_PHYS);
+    snprintf(sdir, sizeof sdir, "%s/servers/%s", F.data_dir, server_id);
+    DIR *d = opendir(sdir);
+    cr_assert_not_null(d, "opendir %s", sdir);
+    int done = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "log-", 4) != 0 || !strcmp(de->d_name, live_base)) continue;
+        char path[PATH_MAX + 400], name[300];
+        snprintf(path, sizeof path, "%s/%s", sdir, de->d_name);
+        snprintf(name, sizeof name, "%s-%s", server_id, de->d_name);
+        ts_log_split_stats st;
+        int rc = ts_log_split(bt_env_posix(), path, name, tsf_dir_of_tablet, NULL, &st);
+        cr_assert_eq(rc, BT_OK, "ts_log_split %s: %s", path, bt_errmsg());
+        test_rm_rf(path);
+        done++;
+    }
+    closedir(d);
+    for (size_t i = 0; i < tsf_dirs.n; i++) free(tsf_dirs.dir[i]);
+    memset(&tsf_dirs, 0, sizeof tsf_dirs);
+    return done;
+}
+
+TSF_FN int tsf_recover_logs(void) { return tsf_recover_logs_of(TSF_ID); }
 
 /* ---- fixture ------------------------------------------------------------------------ */
 
