@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "tabletserver/server.h"
+#include "tools/tabletserver_split.h"
 
 static void usage(FILE *f)
 {
@@ -25,6 +26,7 @@ static void usage(FILE *f)
         "    bt-tabletserver --data-dir DIR [--lock URL] [--port N] [--bind ADDR]\n"
         "                    [--advertise HOST:PORT] [--id ID] [--memtable-mb N]\n"
         "                    [--cache-mb N] [--durability sync|group|none] [--lease-ms MS]\n"
+        "                    [--split-mb N]\n"
         "\n"
         "DESCRIPTION\n"
         "    Serves tablets (sorted row ranges of tables) over the bigtable-c wire\n"
@@ -33,8 +35,9 @@ static void usage(FILE *f)
         "    load-tablet RPC.  The server registers in the lock service as\n"
         "    /bt/servers/ID, holding that file's lock; it serves only while its\n"
         "    lock-service lease is valid, stops serving when its session expires\n"
-        "    and exits when the file is deleted.  All tablets share one commit log\n"
-        "    in DIR/servers/ID/log.\n"
+        "    and exits when the file is deleted.  All tablets share one commit log,\n"
+        "    a new one per registration: DIR/servers/ID/log-<start time in us, hex>,\n"
+        "    named in the lock file; the master recovers the logs of dead servers.\n"
         "\n"
         "OPTIONS\n"
         "    --data-dir DIR     root of the tablet directories, shared by every tablet\n"
@@ -46,8 +49,8 @@ static void usage(FILE *f)
         "    --advertise H:P    address other processes use to reach this server\n"
         "                       (default ADDR:PORT)\n"
         "    --id ID            server id, [A-Za-z0-9_.-]{1,64} (default ADDR-PORT);\n"
-        "                       keep it stable across restarts so the server finds\n"
-        "                       its commit log again\n"
+        "                       keep it stable across restarts so the master can\n"
+        "                       tell a restart from a new server\n"
         "    --memtable-mb N    memtable size that triggers a flush, per tablet\n"
         "                       (default 64)\n"
         "    --cache-mb N       block cache size (default 256)\n"
@@ -56,6 +59,8 @@ static void usage(FILE *f)
         "                       none: once in the page cache\n"
         "    --lease-ms MS      lock-service session lease (default 10000)\n"
         "    --scanner-lease-ms MS  idle scanners are closed after MS (default 60000)\n"
+        "    --split-mb N       split a tablet (not of METADATA) once its SSTables\n"
+        "                       pass N MiB (default 256; 0 = never)\n"
         "    --help             print this text and exit\n"
         "\n"
         "OUTPUT\n"
@@ -112,7 +117,7 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
-    ts_server_options o = { .port = 7100 };
+    ts_server_options o = { .port = 7100, .split_bytes = (uint64_t)256 << 20 };
     const char *env_lock = getenv("BT_LOCK");
     o.lock_url = env_lock && *env_lock ? env_lock : "bt://127.0.0.1:7000";
     for (int i = 1; i < argc; i++) {
@@ -132,7 +137,7 @@ int main(int argc, char **argv)
         }
         static const char *known[] = { "--data-dir", "--lock", "--port", "--bind", "--advertise", "--id",
                                        "--memtable-mb", "--cache-mb", "--durability", "--lease-ms",
-                                       "--scanner-lease-ms" };
+                                       "--scanner-lease-ms", "--split-mb" };
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof *known; k++) ok |= !strcmp(name, known[k]);
         if (!ok) return bad("unknown option \"%s\"", a);
@@ -156,6 +161,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(name, "--scanner-lease-ms")) {
             if (parse_num(v, 100, 3600000, &n)) return bad("--scanner-lease-ms: \"%s\" is not in [100, 3600000]", v);
             o.scanner_lease_ms = (uint32_t)n;
+        } else if (!strcmp(name, "--split-mb")) {
+            if (parse_num(v, 0, 1 << 20, &n)) return bad("--split-mb: \"%s\" is not in [0, 1048576]", v);
+            o.split_bytes = (uint64_t)n << 20;
         } else if (!strcmp(name, "--durability")) {
             int d = ts_durability_parse(v);
             if (d < 0) return bad("--durability: \"%s\" is not sync, group or none", v);
@@ -184,22 +192,33 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
+    ts_split_committer *sc = NULL;
+    if (ts_split_committer_new(o.lock_url, &sc)) {
+        fprintf(stderr, "bt-tabletserver: out of memory\n");
+        return 1;
+    }
+    o.commit_split = ts_split_commit;
+    o.commit_arg = sc;
     ts_server *s = NULL;
     int rc = ts_server_open(&o, &s);
     if (rc) {
         fprintf(stderr, "bt-tabletserver: cannot start: %s (%s)\n", bt_errmsg(), bt_errname(rc));
+        ts_split_committer_free(sc);
         return 1;
     }
+    ts_split_committer_set_server(sc, s);
     printf("bt-tabletserver: serving on %s as %s\n", ts_server_address(s), ts_server_id(s));
     fflush(stdout);
     pthread_t th;
     if (pthread_create(&th, NULL, signal_thread, s)) {
         fprintf(stderr, "bt-tabletserver: cannot start the signal thread\n");
         ts_server_close(s);
+        ts_split_committer_free(sc);
         return 1;
     }
     pthread_detach(th);
     int code = ts_server_run(s);
     ts_server_close(s);
+    ts_split_committer_free(sc);
     return code;
 }
