@@ -1,25 +1,20 @@
 #!/bin/sh
-# `make run`: builds (done by make before this runs) and starts a local cluster.
+# `make run`: runs a local cluster in the foreground (make has built
+# everything and installed missing packages before this runs).
 #
-# The cluster binaries (bt-master, bt-tabletserver, bt-gateway, bt-cluster)
-# do not exist yet: so far the project has the storage engine and the lock
-# service.  Until they do, this script says so plainly and shows what can
-# be run today, instead of pretending to start anything.
+#   scripts/run-cluster.sh [BUILD [DIR [bt-cluster run options...]]]
+#
+# BUILD defaults to build, DIR to ./var.  bt-cluster starts bt-lockd,
+# bt-master, the tablet servers and (when built) bt-gateway as daemons with
+# their logs in DIR/logs, prints where each listens, then waits: Ctrl-C (or
+# SIGTERM) stops every process cleanly, the data stays in DIR for the next
+# run.  See `bt-cluster run --help` and docs/operations.md.
 set -eu
 build=${1:-build}
-if [ -x "$build/bin/bt-cluster" ]; then
-    exec "$build/bin/bt-cluster" start
+dir=${2:-./var}
+[ $# -gt 2 ] && shift 2 || set --
+if [ ! -x "$build/bin/bt-cluster" ]; then
+    echo "run-cluster: $build/bin/bt-cluster is missing; build it with: make BUILD=$build" >&2
+    exit 1
 fi
-cat <<MSG
-bigtable-c: built into $build/.
-
-The local cluster (bt-master, bt-tabletserver, bt-gateway) is not part of
-this build yet: it arrives with the tablet server and master issues, so
-nothing has been started.
-
-What you can run today:
-  $build/bin/bt-lockd --data-dir /tmp/bt-lockd          # the lock service, port 7000
-  $build/bin/bt-bench embedded --engine tablet  --n 100000 --dir /tmp/bt-bench
-  $build/bin/bt-bench embedded --engine leveldb --n 100000 --dir /tmp/bt-bench
-  make test        # the unit and integration suite
-MSG
+exec "$build/bin/bt-cluster" run --dir "$dir" "$@"
