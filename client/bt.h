@@ -17,8 +17,11 @@
  *     buffers are copied or only read during the call; the caller keeps
  *     ownership.
  *   - Names: table and family names are 1-64 bytes of [A-Za-z0-9_.-].  Row
- *     keys are 1 byte to 4 KiB of arbitrary bytes, qualifiers 0 to 16 KiB,
- *     values up to 64 MiB.  Timestamps are int64 microseconds since the
+ *     keys are 1 byte to 4 KiB of arbitrary bytes, qualifiers 0 to 16 KiB.
+ *     The engine stores values up to 64 MiB, but one request travels in one
+ *     RPC frame of at most 16 MiB (docs/protocol.md, "Size cap"), so a
+ *     mutation (or batch chunk) over that is refused with BT_ETOOBIG and a
+ *     message saying so.  Timestamps are int64 microseconds since the
  *     epoch; BT_SERVER_TIME lets the tablet server assign the time.
  *   - Thread-safety: a bt_client and its bt_table handles may be used from any
  *     number of threads at once.  A bt_mutation, bt_filter, bt_rmw,

@@ -962,7 +962,7 @@ static int do_rmw(ts_server *s, entry *e, bt_msg_reader *r, const uint8_t *row, 
         size_t vl;
         if (rules[i].kind == TSP_RMW_INCREMENT) {
             if (c && c->value_len != 8) {
-                rc = bt_err(BT_EINVAL, "increment: %.*s:%.*s holds %zu bytes, not an 8-byte big-endian int64",
+                rc = bt_err(BT_EFAILED_PRECONDITION, "increment: %.*s:%.*s holds %zu bytes, not an 8-byte big-endian int64",
                             (int)rules[i].family_len, rules[i].family, (int)(rules[i].qualifier_len > 64 ? 64 : rules[i].qualifier_len),
                             (const char *)rules[i].qualifier, c->value_len);
                 break;

@@ -29,7 +29,7 @@
     "    --dir DIR           the cluster's directory (required; created if missing):\n" \
     "                        DIR/logs/NAME.log, DIR/run/NAME.pid, DIR/lockd (lock\n" \
     "                        service store), DIR/data (tablets, commit logs)\n" \
-    "    --servers N         tablet servers, 1-64 (default 1)\n" \
+    "    --servers N         tablet servers, 1-64 (default 3)\n" \
     "    --lock-port P       bt-lockd's port (default 7000)\n" \
     "    --master-port P     bt-master's port (default 7001)\n" \
     "    --server-port P     first tablet server's port; server i uses P+i\n" \
@@ -865,7 +865,7 @@ static const command *find_command(const char *name)
 
 int main(int argc, char **argv)
 {
-    opts o = {.servers = 1, .lock_port = 7000, .master_port = 7001, .server_port = 7100, .gateway_port = 8080,
+    opts o = {.servers = 3, .lock_port = 7000, .master_port = 7001, .server_port = 7100, .gateway_port = 8080,
               .wait_s = 30, .timeout_s = 20};
     if (argc < 2) {
         fprintf(stderr, "bt-cluster: a command is required\n\n");

@@ -394,7 +394,7 @@ TS_TEST(every_rpc_end_to_end, tsf_init, 60)
     tsp_row_release(&row);
     assert_value(1, "k1", "cf", "log", "abcd", 4);
     r1 = rule_inc("cf", "log", 1);
-    TS_RC(rmw(1, "k1", &r1, 1, &resp, &row), BT_EINVAL);
+    TS_RC(rmw(1, "k1", &r1, 1, &resp, &row), BT_EFAILED_PRECONDITION);
     assert_value(1, "k1", "cf", "log", "abcd", 4);
     assert_value(1, "k1", "cf", "cnt", three, 8);
     /* several rules in one request, two of them on the same column */
