@@ -111,6 +111,16 @@ int ts_split_commit(void *arg, const tsp_split_info *info)
     bt_client *cl = NULL;
     bt_table *meta = NULL;
     int rc = client_of(c, &cl);
+    lk_client *lk = NULL;
+    lk_stat st;
+    if (!rc) rc = bt_client_lock(cl, &lk);
+    if (!rc && (rc = lk_stat_path(lk, BT_LK_ROOT, &st)) == BT_ENOTFOUND) {
+        /* no master ever created METADATA (a server run on its own, as in
+         * its tests and bt-bench server): the split stays local */
+        BT_WARN("no %s in the lock service: split of tablet %llu recorded locally only", BT_LK_ROOT,
+                (unsigned long long)info->parent_id);
+        return BT_OK;
+    }
     if (!rc) rc = bt_table_open(cl, BT_META_NAME, &meta);
     /* left first: a new key; then the parent's key, rewritten for the right */
     if (!rc) rc = write_child(meta, &info->left, info->table, info->table_len, addr, id);
