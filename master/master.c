@@ -1042,8 +1042,8 @@ int bt_master_open(const bt_master_options *o, bt_master **out)
     if (!m->o.lease_ms) m->o.lease_ms = 10000;
     if (!m->o.tick_ms) m->o.tick_ms = 100;
     if (!m->o.balance_interval_ms) m->o.balance_interval_ms = 10000;
-    if (!m->o.gc_interval_s) m->o.gc_interval_s = 3600;
-    if (!m->o.gc_grace_s) m->o.gc_grace_s = 900;
+    if (!m->o.gc_interval_s) m->o.gc_interval_s = 300;
+    if (!m->o.gc_grace_s) m->o.gc_grace_s = 600;
     if (!m->o.server_timeout_ms) m->o.server_timeout_ms = 3 * m->o.lease_ms;
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->sup_mu, NULL);

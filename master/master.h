@@ -37,8 +37,8 @@ typedef struct bt_master_options {
     uint32_t lease_ms;             /* lock session lease; 0 -> 10000 */
     uint32_t tick_ms;              /* control loop period; 0 -> 100 */
     uint32_t balance_interval_ms;  /* 0 -> 10000; UINT32_MAX: never */
-    uint32_t gc_interval_s;        /* 0 -> 3600; UINT32_MAX: never */
-    uint32_t gc_grace_s;           /* files younger than this are spared; 0 -> 900 */
+    uint32_t gc_interval_s;        /* 0 -> 300; UINT32_MAX: never */
+    uint32_t gc_grace_s;           /* files younger than this are spared; 0 -> 600 */
     uint32_t server_timeout_ms;    /* a server not answering this long is declared
                                       dead; 0 -> 3 x lease */
 } bt_master_options;

@@ -173,6 +173,7 @@ static int install(ts_tablet *t, ts_version *v, uint64_t flushed_seq, ts_table *
 /* Deletes the tablet's own files among `old` that are not in the current version. */
 static void delete_obsolete(ts_tablet *t, ts_table **old, int n)
 {
+    if (t->eng->opts.keep_obsolete_files) return; /* the master's GC deletes them */
     for (int i = 0; i < n; i++) {
         ts_table *tb = old[i];
         if (tb->meta.inherited || in_list(t->ver->tables, t->ver->n, tb)) continue;

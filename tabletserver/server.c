@@ -1730,7 +1730,7 @@ static int open_engine(ts_server *s)
     if (!rc) {
         ts_engine_options eo = { .log_dir = logdir, .durability = s->o.durability,
                                  .block_cache_bytes = s->o.cache_bytes, .memtable_bytes = s->o.memtable_bytes,
-                                 .compaction_threads = 2 };
+                                 .compaction_threads = 2, .keep_obsolete_files = true };
         rc = ts_engine_open(&eo, &eng);
     }
     if (!rc) {

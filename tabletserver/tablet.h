@@ -84,6 +84,11 @@ typedef struct ts_engine_options {
     int slowdown_sstables;      /* throttle writes past this many; 0 -> 12 */
     int stop_sstables;          /* block writes past this many until compaction catches up; 0 -> 20 */
     int64_t (*clock_us)(void);  /* NULL -> real time; tests set a fake clock */
+    bool keep_obsolete_files;   /* leave the SSTables a compaction replaced on disk for
+                                   an external garbage collector instead of deleting
+                                   them (a tablet server: the master's GC deletes files,
+                                   so a deposed server can never delete a file the
+                                   tablet's new owner still reads) */
 } ts_engine_options;
 
 int ts_engine_open(const ts_engine_options *o, ts_engine **out);
