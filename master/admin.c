@@ -174,7 +174,17 @@ static int delete_table(bt_master *m, bt_msg_reader *r)
     for (size_t i = 0; i < m->n_tablets;) {
         mtablet *t = m->tablets[i];
         if (strcmp(t->e.table, name)) { i++; continue; }
-        if (t->srv) m_unload(m, t);
+        if (t->srv && m_unload(m, t) != BT_OK) {
+            /* retried by the control loop; GC spares its directory meanwhile */
+            mzombie *z = realloc(m->zombies, (m->n_zombies + 1) * sizeof *z);
+            if (z) {
+                m->zombies = z;
+                z[m->n_zombies].id = t->e.id;
+                z[m->n_zombies].srv = t->srv;
+                snprintf(z[m->n_zombies].dir, sizeof z->dir, "%s", t->e.dir);
+                m->n_zombies++;
+            }
+        }
         m_meta_delete(m, t); /* if this fails, the next master start finishes it */
         m_remove_tablet(m, t);
     }
@@ -441,6 +451,7 @@ static int flush_compact(bt_master *m, bt_msg_reader *r, uint16_t method)
         }
     free(v);
     if (!tg) return BT_ENOMEM;
+    m->unlocked_calls++; /* no connection is dropped meanwhile */
     pthread_mutex_unlock(&m->mu);
     int first = BT_OK;
     for (size_t i = 0; i < k; i++) {
@@ -456,6 +467,7 @@ static int flush_compact(bt_master *m, bt_msg_reader *r, uint16_t method)
         bt_buf_free(&resp);
     }
     pthread_mutex_lock(&m->mu);
+    m->unlocked_calls--;
     free(tg);
     return first;
 }

@@ -55,30 +55,48 @@ static void set_free(strset *s)
     free(s->v);
 }
 
+/* Marks the files of the tablet in rel (and, if it split without METADATA
+ * knowing yet, of the children its SPLIT marker names). */
+static int mark_dir(bt_master *m, const char *rel, strset *live, strset *dirs, int depth)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s/%s", m->data_dir, rel) >= (int)sizeof dir)
+        return bt_err(BT_EINVAL, "gc: path too long under %s", rel);
+    int rc = set_add(dirs, rel);
+    if (rc) return rc;
+    ts_manifest mf;
+    rc = ts_manifest_read(bt_env_posix(), dir, &mf);
+    if (rc && rc != BT_ENOTFOUND) return bt_err(rc, "gc: manifest in %s: %s", dir, bt_errmsg());
+    for (int k = 0; !rc && k < mf.n_files; k++) {
+        char p[PATH_MAX], real[PATH_MAX];
+        bool whole = mf.files[k].path[0] == '/' || mf.files[k].inherited;
+        int pn = whole ? snprintf(p, sizeof p, "%s", mf.files[k].path)
+                       : snprintf(p, sizeof p, "%s/%s", dir, mf.files[k].path);
+        if (pn >= (int)sizeof p) rc = bt_err(BT_EINVAL, "gc: path too long in %s", dir);
+        /* a file a manifest names must resolve: if it does not (a server
+         * whose --data-dir path differs from ours), stop rather than guess */
+        else if (!realpath(p, real))
+            rc = bt_err(BT_EIO, "gc: %s (named by the manifest in %s): %s", p, dir, strerror(errno));
+        else rc = set_add(live, real);
+    }
+    if (rc != BT_ENOTFOUND) ts_manifest_free(&mf);
+    if (rc && rc != BT_ENOTFOUND) return rc;
+    ts_split_marker mk;
+    rc = depth < 8 ? ts_split_marker_read(bt_env_posix(), dir, &mk) : BT_ENOTFOUND;
+    if (rc == BT_ENOTFOUND) return BT_OK;
+    if (rc) return bt_err(rc, "gc: split marker in %s: %s", dir, bt_errmsg());
+    rc = mark_dir(m, mk.left.dir, live, dirs, depth + 1);
+    if (!rc) rc = mark_dir(m, mk.right.dir, live, dirs, depth + 1);
+    ts_split_marker_free(&mk);
+    return rc;
+}
+
 static int mark(bt_master *m, strset *live, strset *dirs)
 {
-    for (size_t i = 0; i < m->n_tablets; i++) {
-        const mtablet *t = m->tablets[i];
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/%s", m->data_dir, t->e.dir);
-        int rc = set_add(dirs, t->e.dir);
-        if (rc) return rc;
-        ts_manifest mf;
-        rc = ts_manifest_read(bt_env_posix(), dir, &mf);
-        if (rc == BT_ENOTFOUND) continue; /* not created yet (or a split child not yet written) */
-        if (rc) return bt_err(rc, "gc: manifest of tablet %" PRIu64 " in %s: %s", t->e.id, dir, bt_errmsg());
-        for (int k = 0; !rc && k < mf.n_files; k++) {
-            char p[PATH_MAX], real[PATH_MAX];
-            bool whole = mf.files[k].path[0] == '/' || mf.files[k].inherited;
-            int pn = whole ? snprintf(p, sizeof p, "%s", mf.files[k].path)
-                           : snprintf(p, sizeof p, "%s/%s", dir, mf.files[k].path);
-            if (pn >= (int)sizeof p) continue;
-            if (realpath(p, real)) rc = set_add(live, real);
-        }
-        ts_manifest_free(&mf);
-        if (rc) return rc;
-    }
-    return BT_OK;
+    int rc = BT_OK;
+    for (size_t i = 0; !rc && i < m->n_tablets; i++) rc = mark_dir(m, m->tablets[i]->e.dir, live, dirs, 0);
+    for (size_t i = 0; !rc && i < m->n_zombies; i++) rc = mark_dir(m, m->zombies[i].dir, live, dirs, 0);
+    return rc;
 }
 
 static bool old_enough(const struct stat *st, uint32_t grace_ms)
@@ -160,6 +178,11 @@ int m_gc(bt_master *m, uint32_t grace_ms, uint64_t *files, uint64_t *bytes)
         set_free(&live);
         set_free(&dirs);
         return rc;
+    }
+    if (!lk_session_valid(m->lk)) { /* a deposed master deletes nothing */
+        set_free(&live);
+        set_free(&dirs);
+        return bt_err(BT_EUNAVAIL, "gc: the master's lock-service session is not valid");
     }
     if (live.n) qsort(live.v, live.n, sizeof *live.v, cmp_str);
     if (dirs.n) qsort(dirs.v, dirs.n, sizeof *dirs.v, cmp_str);

@@ -4,6 +4,7 @@
 #include "master/master_internal.h"
 #include "master/master_proto.h"
 #include "tabletserver/logsplit.h"
+#include "tabletserver/manifest.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -68,6 +69,11 @@ static mserver *served_by(bt_master *m, uint64_t id)
 
 static void served_add(bt_master *m, uint64_t id, mserver *s)
 {
+    for (size_t i = 0; i < m->n_served; i++)
+        if (m->served[i].id == id) {
+            m->served[i].srv = s;
+            return;
+        }
     if (m->n_served == m->cap_served) {
         size_t nc = m->cap_served ? 2 * m->cap_served : 64;
         void *p = realloc(m->served, nc * sizeof *m->served);
@@ -170,7 +176,7 @@ const ts_schema *m_schema_of(bt_master *m, const mtablet *t, ts_schema *scratch)
     return tb ? &tb->schema : NULL;
 }
 
-static void list_served(bt_master *m, mserver *s);
+static bool list_served(bt_master *m, mserver *s);
 
 /* ---- calls to tablet servers -------------------------------------------------------------- */
 
@@ -269,6 +275,9 @@ int m_load(bt_master *m, mtablet *t, mserver *s)
             served_add(m, t->e.id, s);
         }
     }
+    if (!rc) t->maybe_on = NULL;
+    else if (rc == BT_ETIMEDOUT || rc == BT_EUNAVAIL || rc == BT_ECLOSED || rc == BT_EIO)
+        t->maybe_on = s; /* no answer: it may have loaded it; retry there only */
     if (rc && rc != BT_EBUSY)
         BT_WARN("load of tablet %" PRIu64 " (%s) on %s failed: %s: %s", t->e.id, t->e.table, s->id,
                 bt_errname(rc), bt_errmsg());
@@ -291,6 +300,11 @@ static int simple_cmd(bt_master *m, const mtablet *t, uint16_t method, bool fenc
     return rc;
 }
 
+int m_ts_call_unload(bt_master *m, const mtablet *t)
+{
+    return simple_cmd(m, t, TSP_UNLOAD_TABLET, true, LOAD_TIMEOUT_MS);
+}
+
 int m_unload(bt_master *m, mtablet *t)
 {
     if (!t->srv) return BT_OK;
@@ -307,6 +321,8 @@ int m_unload(bt_master *m, mtablet *t)
  * again, close), then the target loads it with nothing to replay. */
 int m_move(bt_master *m, mtablet *t, mserver *to)
 {
+    if (!t->srv && t->maybe_on && t->maybe_on != to)
+        return bt_err(BT_EUNAVAIL, "tablet %" PRIu64 " may still be loading on %s", t->e.id, t->maybe_on->id);
     if (!t->srv || t->srv == to) return t->srv ? BT_OK : m_load(m, t, to);
     mserver *from = t->srv;
     int rc = simple_cmd(m, t, TSP_FLUSH, false, LOAD_TIMEOUT_MS);
@@ -320,10 +336,13 @@ int m_move(bt_master *m, mtablet *t, mserver *to)
     uint64_t id = t->e.id;
     rc = m_load(m, t, to);
     if (!(t = m_find_tablet(m, id))) return BT_OK; /* it had split: its children were recorded */
-    if (rc) {
+    if (rc && t->maybe_on) {
+        BT_WARN("move of tablet %" PRIu64 " to %s got no answer (%s); retrying there", id, to->id, bt_errname(rc));
+    } else if (rc) {
         BT_WARN("move of tablet %" PRIu64 " to %s failed (%s); loading it back on %s", t->e.id, to->id,
                 bt_errname(rc), from->id);
-        if (m_load(m, t, from)) BT_WARN("tablet %" PRIu64 " left unassigned for now", t->e.id);
+        if (m_load(m, t, from)) BT_WARN("tablet %" PRIu64 " left unassigned for now", id);
+        if (!(t = m_find_tablet(m, id))) return rc; /* it had split meanwhile */
     } else {
         m->tablets_moved++;
         BT_INFO("moved tablet %" PRIu64 " (%s) from %s to %s", t->e.id, t->e.table, from->id, to->id);
@@ -334,7 +353,7 @@ int m_move(bt_master *m, mtablet *t, mserver *to)
 
 /* ---- servers ----------------------------------------------------------------------------- */
 
-static void list_served(bt_master *m, mserver *s)
+static bool list_served(bt_master *m, mserver *s)
 {
     bt_buf resp = {0};
     int rc = m_ts_call(m, s->addr, TSP_LIST_TABLETS, NULL, &resp, PING_TIMEOUT_MS * 2);
@@ -360,7 +379,9 @@ static void list_served(bt_master *m, mserver *s)
         }
     }
     if (rc) BT_WARN("could not list the tablets of %s (%s): %s", s->id, s->addr, bt_errname(rc));
+    else s->listed = true;
     bt_buf_free(&resp);
+    return rc == BT_OK;
 }
 
 /* Its tablets become unassigned (assigned again once its logs are split). */
@@ -373,13 +394,24 @@ static void server_gone(bt_master *m, mserver *s, const char *why, int64_t hold_
         m_set_server(t, NULL);
         t->hold_until_us = hold_us;
     }
+    for (size_t i = 0; i < m->n_tablets; i++)
+        if (m->tablets[i]->maybe_on == s) m->tablets[i]->maybe_on = NULL; /* its log covers it */
+    for (size_t i = 0; i < m->n_zombies;)
+        if (m->zombies[i].srv == s) m->zombies[i] = m->zombies[--m->n_zombies];
+        else i++;
     served_forget_server(m, s);
     for (size_t i = 0; i < m->n_servers; i++)
         if (m->servers[i] == s) {
             m->servers[i] = m->servers[--m->n_servers];
             break;
         }
-    bt_conn_pool_drop(m->pool, s->addr);
+    /* its connections go at the next tick with no admin call running unlocked
+     * (flush and compact calls may still use them) */
+    char **pd = realloc(m->pending_drops, (m->n_pending_drops + 1) * sizeof *pd);
+    if (pd) {
+        m->pending_drops = pd;
+        if ((pd[m->n_pending_drops] = strdup(s->addr))) m->n_pending_drops++;
+    }
     free(s);
     m->servers_recovered++;
     m->orphans_current = false;
@@ -411,15 +443,17 @@ static mserver *server_new(bt_master *m, const char *id, const char *addr, const
     return s;
 }
 
-static void refresh_servers(bt_master *m)
+/* Returns true if it read every server's file (a complete view). */
+static bool refresh_servers(bt_master *m)
 {
     char **names = NULL;
     size_t n = 0;
+    bool complete = true;
     int rc = lk_list(m->lk, BT_LK_SERVERS, &names, &n);
     if (rc == BT_ENOTFOUND) n = 0;
     else if (rc) {
         BT_WARN("cannot list %s: %s", BT_LK_SERVERS, bt_errname(rc));
-        return;
+        return false;
     }
     for (size_t k = 0; k < m->n_servers; k++) m->servers[k]->seen = false;
     for (size_t i = 0; i < n; i++) {
@@ -431,6 +465,7 @@ static void refresh_servers(bt_master *m)
         mserver *s = m_find_server(m, names[i], strlen(names[i]));
         if (lk_get(m->lk, path, &data, &dl, &st)) {
             if (s) s->seen = true; /* cannot tell this time */
+            complete = false;
             continue;
         }
         char addr[256], logdir[1100];
@@ -445,7 +480,10 @@ static void refresh_servers(bt_master *m)
             server_gone(m, s, "its lock-service lock was released", 0);
             continue;
         }
-        if (!ok) continue;
+        if (!ok) {
+            complete = false;
+            continue;
+        }
         if (!s) {
             if ((s = server_new(m, names[i], addr, logdir))) {
                 s->seen = true;
@@ -454,6 +492,7 @@ static void refresh_servers(bt_master *m)
             continue;
         }
         s->unlocked_seen = 0;
+        if (!s->listed) list_served(m, s);
         if (strcmp(s->logdir, logdir) || strcmp(s->addr, addr)) {
             /* a new incarnation: the old one's tablets and log are orphans */
             server_gone(m, s, "it restarted (a new incarnation holds its lock)", 0);
@@ -469,6 +508,8 @@ static void refresh_servers(bt_master *m)
     for (size_t k = m->n_servers; k-- > 0;)
         if (!m->servers[k]->seen && !m->servers[k]->doomed_until_us)
             server_gone(m, m->servers[k], "its lock file was deleted", 0);
+    m->servers_complete = complete;
+    return complete;
 }
 
 static void ping_servers(bt_master *m)
@@ -551,6 +592,37 @@ static int rm_rf(const char *path)
     return rmdir(path) ? -1 : rc;
 }
 
+/* An unassigned tablet whose directory holds a SPLIT marker was split by a
+ * server that died before METADATA recorded it: record the children now, so
+ * the dead server's log is split with their directories known (their edits
+ * would otherwise be skipped as belonging to unknown tablets). */
+static void adopt_split_children(bt_master *m)
+{
+    for (size_t i = 0; i < m->n_tablets; i++) {
+        mtablet *t = m->tablets[i];
+        if (t->srv || t->e.is_new) continue;
+        char dir[PATH_MAX];
+        if (snprintf(dir, sizeof dir, "%s/%s", m->data_dir, t->e.dir) >= (int)sizeof dir) continue;
+        ts_split_marker mk;
+        if (ts_split_marker_read(bt_env_posix(), dir, &mk) != BT_OK) continue;
+        tsp_tablet l = { .id = mk.left.id, .table = t->e.table, .table_len = strlen(t->e.table),
+                         .dir = mk.left.dir, .dir_len = strlen(mk.left.dir),
+                         .start = mk.left.start.data, .start_len = mk.left.start.len,
+                         .end = mk.left.end.data, .end_len = mk.left.end.len };
+        tsp_tablet r = { .id = mk.right.id, .table = t->e.table, .table_len = strlen(t->e.table),
+                         .dir = mk.right.dir, .dir_len = strlen(mk.right.dir),
+                         .start = mk.right.start.data, .start_len = mk.right.start.len,
+                         .end = mk.right.end.data, .end_len = mk.right.end.len };
+        BT_INFO("tablet %" PRIu64 " was split before its server died: recording its children", t->e.id);
+        bool ok = m_apply_split(m, t->e.id, mk.mid.data, mk.mid.len, &l, &r, NULL) == BT_OK;
+        ts_split_marker_free(&mk);
+        if (!ok) continue;
+        /* a live server may still serve them: ask before they are assigned */
+        for (size_t k = 0; k < m->n_servers; k++) list_served(m, m->servers[k]);
+        i = (size_t)-1;
+    }
+}
+
 static bool is_live_log(bt_master *m, const char *rel)
 {
     for (size_t i = 0; i < m->n_servers; i++)
@@ -560,41 +632,59 @@ static bool is_live_log(bt_master *m, const char *rel)
 
 /* Finds log directories on disk (before reading the live servers' files, so
  * a dir created after this scan cannot be mistaken for an orphan). */
-static void scan_logs(bt_master *m, char ***out, size_t *n)
+static int scan_logs(bt_master *m, char ***out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     char base[PATH_MAX];
     snprintf(base, sizeof base, "%s/servers", m->data_dir);
     DIR *d = opendir(base);
-    if (!d) return;
+    if (!d) return errno == ENOENT ? BT_OK : bt_err(BT_EIO, "cannot list %s: %s", base, strerror(errno));
+    int rc = BT_OK;
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
         char sd[PATH_MAX];
         if (snprintf(sd, sizeof sd, "%s/%s", base, de->d_name) >= (int)sizeof sd) continue;
         DIR *d2 = opendir(sd);
-        if (!d2) continue;
+        if (!d2) {
+            rc = bt_err(BT_EIO, "cannot list %s: %s", sd, strerror(errno));
+            break;
+        }
         struct dirent *e2;
-        while ((e2 = readdir(d2))) {
+        while (!rc && (e2 = readdir(d2))) {
+            if (!strncmp(e2->d_name, "deleted-", 8)) { /* a removal cut short: finish it */
+                char gone[PATH_MAX + 300];
+                snprintf(gone, sizeof gone, "%s/%s", sd, e2->d_name);
+                rm_rf(gone);
+                continue;
+            }
             if (strncmp(e2->d_name, "log", 3) || (e2->d_name[3] && e2->d_name[3] != '-')) continue;
             char **p = realloc(*out, (*n + 1) * sizeof *p);
-            if (!p) break;
-            *out = p;
             size_t len = strlen(de->d_name) + strlen(e2->d_name) + 16;
-            if (!(p[*n] = malloc(len))) break;
+            if (!p || !(p[*n] = malloc(len))) {
+                if (p) *out = p;
+                rc = BT_ENOMEM;
+                break;
+            }
+            *out = p;
             snprintf(p[*n], len, "servers/%s/%s", de->d_name, e2->d_name);
             (*n)++;
         }
         closedir(d2);
+        if (rc) break;
     }
     closedir(d);
+    return rc;
 }
 
-static void recover_logs(bt_master *m, char **found, size_t nfound)
+/* found: the log directories on disk (listed before the servers' files were
+ * read); servers_complete: this tick read every server file. */
+static void recover_logs(bt_master *m, char **found, size_t nfound, bool servers_complete)
 {
-    /* orphans: found on disk, not a live server's current log */
-    for (size_t i = 0; i < nfound; i++) {
+    /* orphans: found on disk, not a live server's current log; with an
+     * incomplete view of the servers nothing new is called an orphan */
+    for (size_t i = 0; servers_complete && i < nfound; i++) {
         if (is_live_log(m, found[i])) continue;
         bool known = false;
         for (size_t j = 0; j < m->n_orphans; j++) known |= !strcmp(m->orphans[j].rel, found[i]);
@@ -607,9 +697,14 @@ static void recover_logs(bt_master *m, char **found, size_t nfound)
         m->n_orphans++;
         BT_INFO("commit log %s belongs to no live server: recovering it", found[i]);
     }
-    bool all = true;
+    if (m->n_orphans) adopt_split_children(m);
+    bool all = servers_complete;
     for (size_t j = 0; j < m->n_orphans;) {
         orphan_log *o = &m->orphans[j];
+        if (is_live_log(m, o->rel)) { /* never touch a live server's log */
+            m->orphans[j] = m->orphans[--m->n_orphans];
+            continue;
+        }
         if (o->split_version != m->map_version) {
             split_ctx *c = malloc(sizeof *c);
             if (!c) { all = false; j++; continue; }
@@ -633,11 +728,20 @@ static void recover_logs(bt_master *m, char **found, size_t nfound)
             BT_INFO("split commit log %s per tablet in %.1f ms", o->rel, (double)(m_mono_us() - t0) / 1000.0);
             o->split_version = m->map_version;
         }
-        if (m->meta_complete) {
-            /* every tablet is known: nothing in it is needed any more */
-            char dir[PATH_MAX];
+        if (m->meta_complete && servers_complete && lk_session_valid(m->lk)) {
+            /* every tablet is known: nothing in it is needed any more.
+             * Renamed first (scan_logs ignores the new name), so a removal
+             * cut short never leaves a partial log to be split again. */
+            char dir[PATH_MAX], gone[PATH_MAX + 32];
             snprintf(dir, sizeof dir, "%s/%s", m->data_dir, o->rel);
-            if (rm_rf(dir)) BT_WARN("could not remove %s: %s", dir, strerror(errno));
+            char *slash = strrchr(dir, '/');
+            snprintf(gone, sizeof gone, "%.*s/deleted-%s", (int)(slash - dir), dir, slash + 1);
+            if (rename(dir, gone)) {
+                BT_WARN("could not rename %s for removal: %s (retrying)", dir, strerror(errno));
+                j++;
+                continue;
+            }
+            if (rm_rf(gone)) BT_WARN("could not remove %s: %s", gone, strerror(errno));
             BT_INFO("commit log %s recovered and removed", o->rel);
             m->orphans[j] = m->orphans[--m->n_orphans];
             continue;
@@ -677,6 +781,19 @@ static int add_row(bt_master *m, const ts_row *row, void *arg)
     }
     mtablet *t = m_find_tablet(m, e.id);
     if (!t) {
+        /* a known tablet with the same key but another id was split (the
+         * right child took its key): it no longer exists */
+        for (size_t i = 0; i < m->n_tablets; i++) {
+            mtablet *o = m->tablets[i];
+            if (o == m->root || strcmp(o->e.table, e.table) || o->e.end.len != e.end.len ||
+                (e.end.len && memcmp(o->e.end.data, e.end.data, e.end.len)))
+                continue;
+            BT_INFO("tablet %" PRIu64 " of %s was split (METADATA names %" PRIu64 " for its key)", o->e.id,
+                    o->e.table, e.id);
+            m_remove_tablet(m, o);
+            m->splits++;
+            break;
+        }
         mserver *claimed = *e.server_id ? m_find_server(m, e.server_id, strlen(e.server_id)) : NULL;
         if (claimed && !claimed->relisted && !served_by(m, e.id)) {
             /* METADATA says a live server has it (a split it made, say):
@@ -691,6 +808,11 @@ static int add_row(bt_master *m, const ts_row *row, void *arg)
             if (s) {
                 t->srv = s;
                 t->dirty = strcmp(e.server, s->addr) != 0;
+            } else if (claimed && !claimed->listed) {
+                t->srv = claimed; /* cannot ask it: trust METADATA rather than assign it twice */
+            } else if (*e.server_id && !claimed && !m->servers_complete) {
+                t->hold_until_us = m_mono_us() + 2000000; /* its server may be one we could not read */
+                m_set_server(t, NULL);
             } else if (*e.server) {
                 m_set_server(t, NULL); /* stale location */
             }
@@ -715,11 +837,13 @@ static int read_root_file(bt_master *m)
     if (!t) return BT_ENOMEM;
     m->root = t;
     mserver *s = served_by(m, t->e.id);
+    mserver *claimed = *t->e.server_id ? m_find_server(m, t->e.server_id, strlen(t->e.server_id)) : NULL;
+    if (!s && claimed && !claimed->listed) s = claimed; /* cannot ask it: trust /bt/root */
     if (s) {
-        t->dirty = strcmp(t->e.server, s->addr) != 0;
         m_set_server(t, s);
         t->dirty = false;
     } else {
+        if (*t->e.server_id && !claimed && !m->servers_complete) t->hold_until_us = m_mono_us() + 2000000;
         m_set_server(t, NULL);
     }
     return BT_OK;
@@ -754,8 +878,10 @@ static void bootstrap(bt_master *m)
         return;
     }
     m->root = root;
-    int rc = m_load(m, root, m_least_loaded(m, NULL));
-    if (!rc) rc = m_load(m, meta, m_least_loaded(m, NULL));
+    mserver *s1 = m_least_loaded(m, NULL);
+    int rc = s1 ? m_load(m, root, s1) : bt_err(BT_EUNAVAIL, "no tablet server answers yet");
+    mserver *s2 = rc ? NULL : m_least_loaded(m, NULL);
+    if (!rc) rc = s2 ? m_load(m, meta, s2) : bt_err(BT_EUNAVAIL, "no tablet server answers yet");
     if (!rc) rc = m_meta_write(m, meta);  /* into the root tablet */
     if (!rc) rc = m_meta_write(m, root);  /* its own row, then /bt/root: the commit */
     if (rc) {
@@ -813,7 +939,7 @@ static void assign(bt_master *m)
             mtablet *t = m->tablets[i];
             if (t->srv || tablet_rank(m, t) != rank || now < t->hold_until_us) continue;
             if (rank == 2 && !m->meta_complete) continue;
-            mserver *s = m_least_loaded(m, NULL);
+            mserver *s = t->maybe_on ? t->maybe_on : m_least_loaded(m, NULL);
             if (!s) return;
             size_t before = m->n_tablets;
             int rc = m_load(m, t, s);
@@ -952,15 +1078,31 @@ static void tick(bt_master *m)
     pthread_mutex_lock(&m->mu);
     char **logs = NULL;
     size_t nlogs = 0;
-    scan_logs(m, &logs, &nlogs);  /* before reading the servers' files */
-    refresh_servers(m);
+    bool logs_ok = scan_logs(m, &logs, &nlogs) == BT_OK; /* before reading the servers' files */
+    if (!logs_ok) BT_WARN("%s; not recovering or assigning this round", bt_errmsg());
+    bool servers_ok = refresh_servers(m);
     ping_servers(m);
     discover(m);
-    recover_logs(m, logs, nlogs);
+    if (logs_ok) recover_logs(m, logs, nlogs, servers_ok);
+    else m->orphans_current = false;
     for (size_t i = 0; i < nlogs; i++) free(logs[i]);
     free(logs);
     assign(m);
     discover(m);                  /* METADATA tablets assigned just now */
+    for (size_t i = 0; i < m->n_zombies;) { /* deleted tables' tablets not yet unloaded */
+        mtablet tmp = { .srv = m->zombies[i].srv };
+        tmp.e.id = m->zombies[i].id;
+        int rc = m_ts_call_unload(m, &tmp);
+        if (rc == BT_OK || rc == BT_ENOTSERVING) m->zombies[i] = m->zombies[--m->n_zombies];
+        else i++;
+    }
+    if (m->unlocked_calls == 0) {
+        for (size_t i = 0; i < m->n_pending_drops; i++) {
+            bt_conn_pool_drop(m->pool, m->pending_drops[i]);
+            free(m->pending_drops[i]);
+        }
+        m->n_pending_drops = 0;
+    }
     write_dirty(m);
     int64_t now = m_mono_us();
     if (m->o.balance_interval_ms != UINT32_MAX && now >= m->next_balance_us) {
@@ -1113,6 +1255,9 @@ void bt_master_close(bt_master *m)
     free(m->tables);
     free(m->orphans);
     free(m->served);
+    free(m->zombies);
+    for (size_t i = 0; i < m->n_pending_drops; i++) free(m->pending_drops[i]);
+    free(m->pending_drops);
     free(m->data_dir);
     free(m->addr);
     free(m->lock_url);

@@ -24,6 +24,7 @@ typedef struct mserver {
     int unlocked_seen;             /* consecutive scans that found its lock free */
     bool seen;                     /* found in the last scan of /bt/servers */
     bool relisted;                 /* its tablets listed again during this discovery */
+    bool listed;                   /* its tablets were listed successfully once */
     int64_t doomed_until_us;       /* declared dead for not answering: its file is
                                       deleted; recovered once its lease surely ran out */
     int ping_failures;
@@ -40,7 +41,16 @@ typedef struct mtablet {
     int64_t hold_until_us;         /* not assigned before (a server declared dead
                                       for not answering may still be draining) */
     int failures;                  /* failed loads in a row */
+    mserver *maybe_on;             /* a load sent there got no answer: it may serve
+                                      the tablet, so it is loaded nowhere else */
 } mtablet;
+
+/* A tablet of a deleted table whose server did not confirm the unload yet. */
+typedef struct mzombie {
+    uint64_t id;
+    char dir[1100];
+    mserver *srv;
+} mzombie;
 
 typedef struct mtable {
     char name[TS_MAX_NAME + 1];
@@ -78,6 +88,11 @@ struct bt_master {
     /* tablet id -> server, as servers reported at activation / registration */
     struct { uint64_t id; mserver *srv; } *served; size_t n_served, cap_served;
 
+    mzombie *zombies; size_t n_zombies;
+    bool servers_complete;         /* the last scan of /bt/servers read every file */
+    char **pending_drops; size_t n_pending_drops; /* dead servers' pool entries */
+    int unlocked_calls;            /* admin calls running without mu (flush, compact) */
+
     uint64_t servers_recovered, tablets_moved, splits;
     int64_t next_balance_us, next_gc_us;
 
@@ -110,6 +125,7 @@ void m_set_server(mtablet *t, mserver *s);
 const ts_schema *m_schema_of(bt_master *m, const mtablet *t, ts_schema *scratch);
 int m_load(bt_master *m, mtablet *t, mserver *s);              /* assigns; handles split answers */
 int m_unload(bt_master *m, mtablet *t);
+int m_ts_call_unload(bt_master *m, const mtablet *t); /* the fenced UNLOAD only */
 int m_move(bt_master *m, mtablet *t, mserver *to);
 int m_apply_split(bt_master *m, uint64_t parent, const uint8_t *mid, size_t ml,
                   const tsp_tablet *l, const tsp_tablet *r, mserver *srv);

@@ -1944,7 +1944,17 @@ static int server_setup(ts_server *s, const ts_server_options *o)
     if (s->o.cond_threads <= 0) s->o.cond_threads = 4;
     if (s->o.admin_threads <= 0) s->o.admin_threads = 2;
     s->bind = strdup(nz(o->bind, "127.0.0.1"));
-    s->data_dir = strdup(o->data_dir);
+    /* canonical: inherited SSTable paths in split children's manifests are
+     * built from it, and the master's GC resolves them */
+    size_t dl = strlen(o->data_dir);
+    char *probe = malloc(dl + 3);
+    if (!probe) return BT_ENOMEM;
+    snprintf(probe, dl + 3, "%s/x", o->data_dir);
+    int mk = make_parents(probe);
+    free(probe);
+    if (mk) return bt_err(mk, "cannot create --data-dir %s: %s", o->data_dir, bt_errmsg());
+    s->data_dir = realpath(o->data_dir, NULL);
+    if (!s->data_dir) return bt_err(BT_EINVAL, "--data-dir %s: %s", o->data_dir, strerror(errno));
     s->lock_url = strdup(o->lock_url);
     if (!s->bind || !s->data_dir || !s->lock_url) return BT_ENOMEM;
     s->start_wall_us = wall_us();

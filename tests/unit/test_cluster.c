@@ -23,7 +23,10 @@
  *   gc_after_compaction            GC deletes the SSTables a split parent
  *                                  left once its children compacted, the
  *                                  parent's directory, and a deleted
- *                                  table's directory
+ *                                  table's directory (and the files a
+ *                                  compaction replaced: servers keep them)
+ *   gc_stops_when_a_manifest_names_a_missing_file
+ *                                  GC deletes nothing on a partial view
  *
  * Figures the lead quotes (recovery times, round trips, takeover time) are
  * printed with cr_log_info ("[----]" lines).
@@ -1047,4 +1050,68 @@ CL_TEST(gc_after_compaction, 120)
     snprintf(dir, sizeof dir, "%s/tables/gc1", C.data_dir);
     cr_assert_neq(stat(dir, &sb), 0, "%s still exists after the table was deleted and GC ran (%zu SSTables in it)",
                   dir, count_table_ssts("gc1"));
+}
+
+/* First *.sst under data/tables/<table> (for the GC safety test). */
+static char first_sst[PATH_MAX];
+static int find_sst(const char *path, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb;
+    (void)f;
+    size_t n = strlen(path);
+    if (flag == FTW_F && n > 4 && !strcmp(path + n - 4, ".sst") && !first_sst[0]) {
+        snprintf(first_sst, sizeof first_sst, "%s", path);
+        return 1;
+    }
+    return 0;
+}
+
+/* GC must delete nothing when a manifest names a file it cannot resolve
+ * (a server whose --data-dir path differs, a damaged tree): deleting on a
+ * partial view could destroy live data. */
+CL_TEST(gc_stops_when_a_manifest_names_a_missing_file, 120)
+{
+    clf_cluster(1, 1, 0);
+    clf_create_table(C.client, "gk", NULL, 0);
+    clf_create_table(C.client, "gd", NULL, 0);
+    bt_table *k = clf_open(C.client, "gk"), *d = clf_open(C.client, "gd");
+    for (int i = 0; i < 50; i++) {
+        char row[32];
+        snprintf(row, sizeof row, "r%03d", i);
+        CL_OK(clf_put(k, row, row));
+        CL_OK(clf_put(d, row, row));
+    }
+    CL_OK(bt_flush_table(C.client, "gk"));
+    CL_OK(bt_flush_table(C.client, "gd"));
+    bt_table_close(d);
+    CL_OK(bt_delete_table(C.client, "gd")); /* its directory is garbage now */
+    char gd_dir[PATH_MAX + 64], table_dir[PATH_MAX + 64];
+    snprintf(gd_dir, sizeof gd_dir, "%s/tables/gd", C.data_dir);
+    snprintf(table_dir, sizeof table_dir, "%s/tables/gk", C.data_dir);
+    first_sst[0] = 0;
+    nftw(table_dir, find_sst, 16, FTW_PHYS);
+    cr_assert(first_sst[0], "no SSTable under %s after a flush", table_dir);
+    char moved[PATH_MAX + 16];
+    snprintf(moved, sizeof moved, "%s.moved", first_sst);
+    cr_assert_eq(rename(first_sst, moved), 0, "rename %s: %s", first_sst, strerror(errno));
+
+    uint64_t files = 0, bytes = 0;
+    int rc = bt_run_gc(C.client, 0, &files, &bytes);
+    cr_assert_neq(rc, BT_OK, "GC succeeded although a manifest names the missing %s", first_sst);
+    cr_assert(strstr(bt_errmsg(), "named by the manifest"), "GC error detail: %s", bt_errmsg());
+    struct stat sb;
+    cr_assert_eq(stat(gd_dir, &sb), 0, "GC deleted %s although it stopped", gd_dir);
+    cr_log_info("gc with a dangling manifest entry: %s: %s", bt_errname(rc), bt_errmsg());
+
+    cr_assert_eq(rename(moved, first_sst), 0);
+    CL_OK(bt_run_gc(C.client, 0, &files, &bytes));
+    cr_assert_neq(stat(gd_dir, &sb), 0, "%s still there after a successful GC", gd_dir);
+    for (int i = 0; i < 50; i++) {
+        char row[32];
+        snprintf(row, sizeof row, "r%03d", i);
+        bt_row *r = NULL;
+        CL_OK(bt_read_row(k, row, strlen(row), NULL, &r));
+        bt_row_free(r);
+    }
+    bt_table_close(k);
 }
