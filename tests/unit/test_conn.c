@@ -159,6 +159,9 @@ static void expect_echo(bt_conn_pool *p, const char *addr, const char *s, int fl
 
 /* A port with nothing listening on it (bound, then closed; nobody else takes
  * an ephemeral port back that quickly). */
+/* A loopback port where connections are refused: bound but never listening,
+ * and kept bound for the life of the test process, so no other test (tests
+ * run in parallel) can start a server on it. */
 static uint16_t dead_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -168,8 +171,7 @@ static uint16_t dead_port(void)
     socklen_t len = sizeof a;
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    return ntohs(a.sin_port); /* fd deliberately left open */
 }
 
 static bool eventually_connections(rpc_server *s, int want, int ms)
