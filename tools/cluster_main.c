@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "client/bt.h"
 #include "tools/cluster_proc.h"
 
@@ -214,17 +215,6 @@ static int bad(const opts *o, const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 /* Parses argv[2..] for command bit `cmd`.  0, or the exit status (2 on an
  * error; -1 when --help was printed, meaning exit 0). */
 static int parse_flags(opts *o, int cmd, int argc, char **argv, void (*usage)(FILE *))
@@ -267,7 +257,7 @@ static int parse_flags(opts *o, int cmd, int argc, char **argv, void (*usage)(FI
         if (d->str) {
             if (!*v) return bad(o, "%s: empty value", name);
             *d->str = v;
-        } else if (parse_num(v, d->min, d->max, d->num)) {
+        } else if (bt_parse_ulong(v, d->min, d->max, d->num)) {
             char msg[128];
             snprintf(msg, sizeof msg, "%s: \"%%s\" is not a number in [%lu, %lu]", name, d->min, d->max);
             return bad(o, msg, v);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cli.h"
 #include "common/status.h"
 #include "master/master.h"
 
@@ -74,17 +75,6 @@ static int bad(const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 static void *signal_thread(void *arg)
 {
     bt_master *m = arg;
@@ -142,7 +132,7 @@ int main(int argc, char **argv)
             continue;
         }
         unsigned long n;
-        if (parse_num(v, nums[num].min, nums[num].max, &n)) {
+        if (bt_parse_ulong(v, nums[num].min, nums[num].max, &n)) {
             fprintf(stderr, "bt-master: %s: \"%s\" is not a number in [%lu, %lu]\n(see bt-master --help)\n",
                     name, v, nums[num].min, nums[num].max);
             return 2;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "common/cli.h"
 #include "common/status.h"
 #include "tabletserver/server.h"
 #include "tools/tabletserver_split.h"
@@ -81,17 +82,6 @@ static int bad(const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 static void *signal_thread(void *arg)
 {
     ts_server *s = arg;
@@ -147,22 +137,22 @@ int main(int argc, char **argv)
         }
         unsigned long n = 0;
         if (!strcmp(name, "--port")) {
-            if (parse_num(v, 0, 65535, &n)) return bad("--port: \"%s\" is not a port number (0-65535)", v);
+            if (bt_parse_ulong(v, 0, 65535, &n)) return bad("--port: \"%s\" is not a port number (0-65535)", v);
             o.port = (uint16_t)n;
         } else if (!strcmp(name, "--memtable-mb")) {
-            if (parse_num(v, 1, 4096, &n)) return bad("--memtable-mb: \"%s\" is not in [1, 4096]", v);
+            if (bt_parse_ulong(v, 1, 4096, &n)) return bad("--memtable-mb: \"%s\" is not in [1, 4096]", v);
             o.memtable_bytes = (size_t)n << 20;
         } else if (!strcmp(name, "--cache-mb")) {
-            if (parse_num(v, 1, 1 << 20, &n)) return bad("--cache-mb: \"%s\" is not in [1, 1048576]", v);
+            if (bt_parse_ulong(v, 1, 1 << 20, &n)) return bad("--cache-mb: \"%s\" is not in [1, 1048576]", v);
             o.cache_bytes = (size_t)n << 20;
         } else if (!strcmp(name, "--lease-ms")) {
-            if (parse_num(v, 1000, 60000, &n)) return bad("--lease-ms: \"%s\" is not in [1000, 60000]", v);
+            if (bt_parse_ulong(v, 1000, 60000, &n)) return bad("--lease-ms: \"%s\" is not in [1000, 60000]", v);
             o.lease_ms = (uint32_t)n;
         } else if (!strcmp(name, "--scanner-lease-ms")) {
-            if (parse_num(v, 100, 3600000, &n)) return bad("--scanner-lease-ms: \"%s\" is not in [100, 3600000]", v);
+            if (bt_parse_ulong(v, 100, 3600000, &n)) return bad("--scanner-lease-ms: \"%s\" is not in [100, 3600000]", v);
             o.scanner_lease_ms = (uint32_t)n;
         } else if (!strcmp(name, "--split-mb")) {
-            if (parse_num(v, 0, 1 << 20, &n)) return bad("--split-mb: \"%s\" is not in [0, 1048576]", v);
+            if (bt_parse_ulong(v, 0, 1 << 20, &n)) return bad("--split-mb: \"%s\" is not in [0, 1048576]", v);
             o.split_bytes = (uint64_t)n << 20;
         } else if (!strcmp(name, "--durability")) {
             int d = ts_durability_parse(v);

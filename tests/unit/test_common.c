@@ -18,6 +18,7 @@
 
 #include "common/coding.h"
 #include "common/env.h"
+#include "common/cli.h"
 #include "common/status.h"
 #include "testutil.h"
 
@@ -987,4 +988,22 @@ Test(fault, threads_append_to_separate_files)
     cr_assert_eq(bt_env_fault_drop_unsynced(g_fe), BT_OK);
     for (int i = 0; i < NTHREADS; i++)
         cr_assert_eq(size_of(args[i].path), (uint64_t)SYNCED_RECORDS * RECLEN, "thread %d", i);
+}
+
+Test(cli, parse_ulong_bounds_and_garbage)
+{
+    unsigned long v = 7;
+    cr_assert_eq(bt_parse_ulong("42", 0, 100, &v), 0);
+    cr_assert_eq(v, 42);
+    cr_assert_eq(bt_parse_ulong("0", 0, 100, &v), 0);
+    cr_assert_eq(v, 0);
+    v = 7;
+    cr_assert_eq(bt_parse_ulong("101", 0, 100, &v), -1, "over max");
+    cr_assert_eq(bt_parse_ulong("4", 5, 100, &v), -1, "under min");
+    cr_assert_eq(bt_parse_ulong("-1", 0, 100, &v), -1, "negative");
+    cr_assert_eq(bt_parse_ulong("", 0, 100, &v), -1, "empty");
+    cr_assert_eq(bt_parse_ulong(NULL, 0, 100, &v), -1, "NULL");
+    cr_assert_eq(bt_parse_ulong("12x", 0, 100, &v), -1, "trailing garbage");
+    cr_assert_eq(bt_parse_ulong("99999999999999999999999", 0, ~0ul, &v), -1, "overflow");
+    cr_assert_eq(v, 7, "left unchanged on errors");
 }
