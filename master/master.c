@@ -907,18 +907,25 @@ static void discover(bt_master *m)
         else if (rc) BT_WARN("cannot read %s: %s: %s", BT_LK_ROOT, bt_errname(rc), bt_errmsg());
         if (!m->root) return;
     }
-    bool complete = true;
     if (m->root->srv && !m->root->scanned) {
         if (m_meta_scan(m, m->root, add_row, NULL) == BT_OK) m->root->scanned = true;
     }
-    complete = m->root->scanned;
-    for (size_t i = 0; i < m->n_tablets; i++) {
-        mtablet *t = m->tablets[i];
-        if (t == m->root || !is_meta_tablet(t) || t->scanned) continue;
-        if (t->srv && m_meta_scan(m, t, add_row, NULL) == BT_OK) t->scanned = true;
-        else complete = false;
-        i = t->scanned ? i : i; /* the array may have grown; continue */
+    /* add_row may add and remove (swap-remove) user tablets while a scan
+     * runs: restart after each scan, then check every METADATA tablet */
+    for (bool again = m->root->scanned; again;) {
+        again = false;
+        for (size_t i = 0; i < m->n_tablets && !again; i++) {
+            mtablet *t = m->tablets[i];
+            if (t == m->root || !is_meta_tablet(t) || t->scanned || !t->srv) continue;
+            if (m_meta_scan(m, t, add_row, NULL) == BT_OK) {
+                t->scanned = true;
+                again = true;
+            }
+        }
     }
+    bool complete = m->root->scanned;
+    for (size_t i = 0; i < m->n_tablets; i++)
+        if (is_meta_tablet(m->tablets[i]) && !m->tablets[i]->scanned) complete = false;
     if (complete && !m->meta_complete) BT_INFO("METADATA loaded: %zu tablets known", m->n_tablets);
     m->meta_complete = complete;
 }
