@@ -23,7 +23,7 @@ OPT     ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror
 CPPFLAGS += -D_GNU_SOURCE -I. -MMD -MP
 CFLAGS  += $(WARN) $(OPT) -pthread $(SANFLAGS)
-LDLIBS  := -lsnappy -lxxhash -lleveldb -levent_pthreads -levent -lcurl -lcjson -lm -pthread
+LDLIBS  := -ledit -lsnappy -lxxhash -lleveldb -levent_pthreads -levent -lcurl -lcjson -lm -pthread
 TESTLIBS := -lcriterion
 
 ifeq ($(SAN),address)
@@ -41,7 +41,7 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/shim
 endif
 LDFLAGS += $(SANFLAGS)
 
-LIB_DIRS  := common sstable tabletserver lockservice client master
+LIB_DIRS  := common sstable tabletserver lockservice client master shell
 LIB_SRCS  := $(filter-out %_main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/lib/libbtcore.a

@@ -159,10 +159,11 @@ int bt_connect(const char *lock_url, const bt_client_options *opts, bt_client **
     if (!rc) {
         lk_options lo = {.timeout_ms = (uint32_t)(o.rpc_timeout_ms < 5000 ? o.rpc_timeout_ms : 5000)};
         rc = lk_open(lock_url, &lo, &c->lk);
-        if (rc == BT_ETIMEDOUT || rc == BT_ECLOSED || rc == BT_EIO)
-            rc = bt_err(BT_EUNAVAIL, "lock service %s is unreachable: %s", lock_url, bt_errmsg());
-        else if (rc == BT_EUNAVAIL)
-            rc = bt_err(BT_EUNAVAIL, "lock service %s is unreachable (%s)", lock_url, bt_errmsg());
+        if (rc == BT_ETIMEDOUT || rc == BT_ECLOSED || rc == BT_EIO || rc == BT_EUNAVAIL) {
+            char why[256]; /* bt_err formats into the buffer bt_errmsg returns: copy it first */
+            snprintf(why, sizeof why, "%s", bt_errmsg());
+            rc = bt_err(BT_EUNAVAIL, "lock service %s is unreachable: %s", lock_url, why);
+        }
     }
     if (rc) {
         bt_close(c);
