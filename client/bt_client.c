@@ -19,6 +19,7 @@
  * until the call's deadline.
  */
 #include "client/bt_internal.h"
+#include "sstable/iter.h" /* sst_key_cmp: bytewise order */
 #include "common/rpc_codec.h"
 #include "common/status.h"
 #include "tabletserver/ts_proto.h"
@@ -346,20 +347,13 @@ static bool is_meta_name(const char *t, size_t n)
     return n == strlen(BT_META_NAME) && !memcmp(t, BT_META_NAME, n);
 }
 
-static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-    size_t n = an < bn ? an : bn;
-    int x = n ? memcmp(a, b, n) : 0;
-    return x ? x : (an < bn ? -1 : an > bn);
-}
-
 /* Index of the first slot whose key is > k (or >= k with inclusive). */
 static size_t cache_bound(const bt_client *c, const uint8_t *k, size_t kl, bool inclusive)
 {
     size_t lo = 0, hi = c->n_cache;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int x = bytes_cmp(c->cache[mid]->key.data, c->cache[mid]->key.len, k, kl);
+        int x = sst_key_cmp(c->cache[mid]->key.data, c->cache[mid]->key.len, k, kl);
         if (x < 0 || (x == 0 && !inclusive)) lo = mid + 1;
         else hi = mid;
     }
@@ -425,7 +419,7 @@ static int cache_insert(bt_client *c, const bt_meta_entry *e)
     size_t i = cache_bound(c, lk.data, lk.len, false);
     while (i < c->n_cache && !strcmp(c->cache[i]->e.table, e->table) &&
            (e->end.len == 0 ||
-            bytes_cmp(c->cache[i]->e.start.data, c->cache[i]->e.start.len, e->end.data, e->end.len) < 0))
+            sst_key_cmp(c->cache[i]->e.start.data, c->cache[i]->e.start.len, e->end.data, e->end.len) < 0))
         cache_remove_at(c, i);
     if (s && c->n_cache == c->cap_cache) {
         size_t cap = c->cap_cache ? 2 * c->cap_cache : 64;
@@ -491,7 +485,7 @@ static int cache_find(bt_client *c, const char *table, size_t tl, const uint8_t 
 void bt_loc_drop(bt_client *c, const char *table, const uint8_t *row, size_t rl, uint64_t id)
 {
     size_t tl = strlen(table);
-    if (is_meta_name(table, tl) && bytes_cmp(row, rl, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0) {
+    if (is_meta_name(table, tl) && sst_key_cmp(row, rl, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0) {
         pthread_rwlock_wrlock(&c->cache_mu);
         if (c->root_valid && c->root.id == id) {
             bt_meta_entry_free(&c->root);
@@ -647,7 +641,7 @@ static int lookup(bt_client *c, const char *table, size_t tl, const uint8_t *row
 {
     atomic_fetch_add(&c->st_lookups, 1);
     if (is_meta_name(table, tl)) {
-        if (bytes_cmp(row, rl, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0)
+        if (sst_key_cmp(row, rl, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0)
             return root_get(c, out);
         return locate_meta_tablet(c, row, rl, op, out);
     }
@@ -664,7 +658,7 @@ static int lookup(bt_client *c, const char *table, size_t tl, const uint8_t *row
         /* end of the scan: the table's end or the METADATA tablet's, whichever is first */
         const uint8_t *end = tend.data;
         size_t end_len = tend.len;
-        if (mt.end.len && bytes_cmp(mt.end.data, mt.end.len, tend.data, tend.len) < 0) {
+        if (mt.end.len && sst_key_cmp(mt.end.data, mt.end.len, tend.data, tend.len) < 0) {
             end = mt.end.data;
             end_len = mt.end.len;
         }
@@ -705,7 +699,7 @@ int bt_locate(bt_client *c, const char *table, const uint8_t *row, size_t rl, bt
 {
     size_t tl = strlen(table);
     int rc;
-    if (is_meta_name(table, tl) && bytes_cmp(row, rl, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0) {
+    if (is_meta_name(table, tl) && sst_key_cmp(row, rl, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0) {
         pthread_rwlock_rdlock(&c->cache_mu);
         rc = c->root_valid ? loc_fill(l, &c->root, want_range) : BT_ENOTFOUND;
         pthread_rwlock_unlock(&c->cache_mu);

@@ -1,6 +1,7 @@
 /* client/meta.c: METADATA keys and rows, /bt/root, schema JSON, server files
  * and tablet ids (client/meta.h). */
 #include "client/meta.h"
+#include "sstable/iter.h" /* sst_key_cmp: bytewise order */
 #include "common/status.h"
 
 #include <cjson/cJSON.h>
@@ -173,17 +174,10 @@ int bt_meta_entry_copy(bt_meta_entry *d, const bt_meta_entry *s)
     return BT_OK;
 }
 
-static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-    size_t n = an < bn ? an : bn;
-    int c = n ? memcmp(a, b, n) : 0;
-    return c ? c : (an < bn ? -1 : an > bn);
-}
-
 bool bt_meta_entry_contains(const bt_meta_entry *e, const uint8_t *row, size_t n)
 {
-    if (bytes_cmp(row, n, e->start.data, e->start.len) < 0) return false;
-    return e->end.len == 0 || bytes_cmp(row, n, e->end.data, e->end.len) < 0;
+    if (sst_key_cmp(row, n, e->start.data, e->start.len) < 0) return false;
+    return e->end.len == 0 || sst_key_cmp(row, n, e->end.data, e->end.len) < 0;
 }
 
 static ts_mutation set_cell(const char *q, const void *v, size_t n)

@@ -3,6 +3,7 @@
  * master's state mutex (flush and compact release it while the servers
  * work). */
 #include "master/master_internal.h"
+#include "sstable/iter.h" /* sst_key_cmp: bytewise order */
 #include "master/master_proto.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -46,18 +47,11 @@ static int need_ready(bt_master *m)
 
 static int no_table(const char *name) { return bt_err(BT_ENOTFOUND, "no table \"%s\"", name); }
 
-static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
-{
-    size_t n = an < bn ? an : bn;
-    int c = n ? memcmp(a, b, n) : 0;
-    return c ? c : (an < bn ? -1 : an > bn);
-}
-
 typedef struct span { const uint8_t *p; size_t n; } span;
 static int span_cmp(const void *a, const void *b)
 {
     const span *x = a, *y = b;
-    return key_cmp(x->p, x->n, y->p, y->n);
+    return sst_key_cmp(x->p, x->n, y->p, y->n);
 }
 
 static int create_table(bt_master *m, bt_msg_reader *r)
@@ -281,7 +275,7 @@ static int tablet_order(const void *a, const void *b)
 {
     const mtablet *x = *(mtablet *const *)a, *y = *(mtablet *const *)b;
     if (!x->e.end.len || !y->e.end.len) return (int)(x->e.end.len == 0) - (int)(y->e.end.len == 0);
-    return key_cmp(x->e.end.data, x->e.end.len, y->e.end.data, y->e.end.len);
+    return sst_key_cmp(x->e.end.data, x->e.end.len, y->e.end.data, y->e.end.len);
 }
 
 /* The tablets of table `name`, in row order (free() the array). */
@@ -415,7 +409,7 @@ static int split_table(bt_master *m, bt_msg_reader *r)
         if (!t) continue;
         if (rl) {
             if (!bt_meta_entry_contains(&t->e, row, rl)) continue;
-            if (!key_cmp(row, rl, t->e.start.data, t->e.start.len))
+            if (!sst_key_cmp(row, rl, t->e.start.data, t->e.start.len))
                 { first_err = bt_err(BT_EEXIST, "a tablet already starts at that row"); break; }
         }
         if (!t->srv) { if (!first_err) first_err = bt_err(BT_EUNAVAIL, "tablet %" PRIu64 " is not served", t->e.id); continue; }

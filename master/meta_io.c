@@ -1,6 +1,7 @@
 /* master/meta_io.c: the master's reads and writes of METADATA rows (sent
  * straight to the tablets it assigned), /bt/root and /bt/schema/<table>. */
 #include "master/master_internal.h"
+#include "sstable/iter.h" /* sst_key_cmp: bytewise order */
 #include "common/log.h"
 #include "common/status.h"
 
@@ -11,17 +12,10 @@
 
 #define META_TIMEOUT_MS 10000
 
-static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-    size_t n = an < bn ? an : bn;
-    int c = n ? memcmp(a, b, n) : 0;
-    return c ? c : (an < bn ? -1 : an > bn);
-}
-
 /* The METADATA tablet whose range holds key. */
 static mtablet *holder_of(bt_master *m, const uint8_t *key, size_t n)
 {
-    if (key_cmp(key, n, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0) return m->root;
+    if (sst_key_cmp(key, n, (const uint8_t *)BT_META_ROOT_END, BT_META_ROOT_END_LEN) < 0) return m->root;
     for (size_t i = 0; i < m->n_tablets; i++) {
         mtablet *t = m->tablets[i];
         if (t == m->root || strcmp(t->e.table, BT_META_NAME)) continue;
