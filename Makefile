@@ -12,7 +12,8 @@
 # Sources are found by glob, so adding a module file needs no Makefile edit:
 #   <module>/*.c          -> build/lib/libbtcore.a (except files named *_main.c)
 #   tools/<name>_main.c   -> build/bin/bt-<name> (with tools/<name>_*.c)
-#   tests/unit/test_*.c   -> build/tests/test_* (Criterion)
+#   tests/unit/test_*.c   -> build/tests/test_* (Criterion; linked with
+#                            build/lib/libbttools.a of tools/*.c too)
 
 CC      ?= cc
 BUILD   ?= build
@@ -41,10 +42,16 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/shim
 endif
 LDFLAGS += $(SANFLAGS)
 
-LIB_DIRS  := common sstable tabletserver lockservice client master shell
+LIB_DIRS  := common sstable tabletserver lockservice client master shell gateway
 LIB_SRCS  := $(filter-out %_main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/lib/libbtcore.a
+
+# The tools' own modules (tools/<name>_*.c, not the mains) also form an
+# archive that test binaries link, so a tool's parsers can be unit-tested.
+TOOLLIB_SRCS := $(filter-out %_main.c,$(wildcard tools/*.c))
+TOOLLIB_OBJS := $(TOOLLIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOLLIB      := $(BUILD)/lib/libbttools.a
 
 TOOL_SRCS := $(wildcard tools/*_main.c)
 BINS      := $(patsubst tools/%_main.c,$(BUILD)/bin/bt-%,$(TOOL_SRCS))
@@ -75,6 +82,10 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(TOOLLIB): $(TOOLLIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
 # A tool may be split over tools/<name>_*.c; every such file links into bt-<name>.
 tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %_main.c,$(wildcard tools/$(1)_*.c)))
 .SECONDEXPANSION:
@@ -82,9 +93,9 @@ $(BUILD)/bin/bt-%: $(BUILD)/obj/tools/%_main.o $$(call tool_objs,$$*) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB) $(SHIM_OBJ)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TOOLLIB) $(LIB) $(SHIM_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
+	$(CC) $(LDFLAGS) $< $(TOOLLIB) $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
 $(TEST_SRCS:%.c=$(BUILD)/obj/%.o): $(SHIM_HDR)
 
 test: all

@@ -348,7 +348,14 @@ typedef struct bt_server_status {
     uint64_t tablets;
     uint64_t memtable_bytes, sstable_bytes;
     uint64_t reads, writes;              /* since the server started */
+    uint64_t compaction_queue;           /* tablets waiting for or in a compaction */
 } bt_server_status;
+
+/* One entry of the master's recent-events log (newest last). */
+typedef struct bt_cluster_event {
+    int64_t time_us;                    /* wall clock */
+    char *text;                         /* "server ts1 died; 12 tablets recovered" */
+} bt_cluster_event;
 
 typedef struct bt_cluster_status {
     char *master;                       /* the active master's address */
@@ -358,11 +365,54 @@ typedef struct bt_cluster_status {
     uint64_t tables, tablets, unassigned_tablets;
     uint64_t servers_recovered;         /* dead servers recovered by this master */
     uint64_t tablets_moved, splits;
+    size_t n_events;
+    bt_cluster_event *events;           /* the last (up to 64) events, oldest first */
 } bt_cluster_status;
 
 /* Free with bt_cluster_status_free. */
 int bt_cluster_status_get(bt_client *c, bt_cluster_status **out);
 void bt_cluster_status_free(bt_cluster_status *s);
+
+/* ==== bulk load ===========================================================
+ * Loads many cells as SSTables written by the client and attached to their
+ * tablets, instead of sending mutations (HBase's completebulkload).  Cells
+ * are added in any order; bt_bulk_finish sorts them with bounded memory
+ * (sorted runs spill to files), writes SSTables cut at the table's tablet
+ * boundaries into a staging directory under the cluster's data directory
+ * (which must be reachable from the client at the servers' path), and
+ * attaches each tablet's files atomically with one RPC: every row becomes
+ * visible with all its cells at once, or not at all.  A tablet that split or
+ * moved meanwhile is re-resolved and its files re-cut.  A load that is
+ * abandoned (crash, bt_bulk_abort) attaches nothing further; staged files
+ * nobody attached are removed by the master's garbage collection. */
+typedef struct bt_bulk bt_bulk;
+
+typedef struct bt_bulk_options {
+    size_t memory_bytes;        /* buffered cells before a run spills; 0 -> 256 MiB */
+    const char *tmp_dir;        /* for spilled runs; NULL -> $TMPDIR or /tmp */
+    uint64_t sstable_bytes;     /* cut an SSTable past this size; 0 -> 64 MiB */
+} bt_bulk_options;
+
+typedef struct bt_bulk_stats {
+    uint64_t cells, rows, bytes;        /* loaded (rows counted once per key) */
+    uint64_t runs_spilled;
+    uint64_t sstables;                  /* files attached */
+    uint64_t tablets;                   /* tablets that received files */
+} bt_bulk_stats;
+
+/* Starts a bulk load into an existing table (o may be NULL). */
+int bt_bulk_begin(bt_client *c, const char *table, const bt_bulk_options *o, bt_bulk **out);
+/* Adds one cell (copied).  Validated like bt_mutation_set: BT_EINVAL,
+ * BT_ENOTFOUND (unknown family), BT_ETOOBIG.  BT_SERVER_TIME is not allowed
+ * (BT_EINVAL): bulk cells carry their timestamps.  The same cell added twice
+ * keeps the value added last. */
+int bt_bulk_add(bt_bulk *b, const void *row, size_t row_len, const char *family, const void *qualifier,
+                size_t qualifier_len, int64_t timestamp, const void *value, size_t value_len);
+/* Sorts, writes and attaches everything added; st (may be NULL) receives the
+ * figures.  Frees b whatever the result. */
+int bt_bulk_finish(bt_bulk *b, bt_bulk_stats *st);
+/* Drops everything added and frees b (nothing is attached). NULL: no-op. */
+void bt_bulk_abort(bt_bulk *b);
 
 #ifdef __cplusplus
 }

@@ -437,6 +437,8 @@ void bt_cluster_status_free(bt_cluster_status *s)
         free(s->servers[i].address);
     }
     free(s->servers);
+    for (size_t i = 0; i < s->n_events; i++) free(s->events[i].text);
+    free(s->events);
     free(s->master);
     free(s);
 }

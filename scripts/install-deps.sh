@@ -7,7 +7,7 @@ set -eu
 
 PKGS="build-essential pkg-config libleveldb-dev libsnappy-dev libcurl4-openssl-dev
 libcjson-dev libcriterion-dev libxxhash-dev libevent-dev libedit-dev
-clang libclang-rt-dev etcd-server"
+clang libclang-rt-dev etcd-server wrk chromium"
 
 missing=""
 for p in $PKGS; do
