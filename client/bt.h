@@ -315,6 +315,7 @@ typedef struct bt_tablet_desc {
     char *server;                       /* "host:port", or "" while unassigned */
     char *server_id;
     char *dir;                          /* relative to the servers' --data-dir */
+    uint64_t memtable_bytes, sstable_bytes; /* as last reported by its server (0: unknown) */
 } bt_tablet_desc;
 
 typedef struct bt_table_desc {
