@@ -349,6 +349,8 @@ int bt_describe_table(bt_client *c, const char *name, bt_table_desc **out)
         t->server = dup_n(mt.server, mt.server_len);
         t->server_id = dup_n(mt.server_id, mt.server_id_len);
         t->dir = dup_n(mt.dir, mt.dir_len);
+        t->memtable_bytes = mt.memtable_bytes;
+        t->sstable_bytes = mt.sstable_bytes;
         if (!t->start || !t->end || !t->server || !t->server_id || !t->dir) rc = BT_ENOMEM;
     }
     bt_buf_free(&ans);
@@ -483,9 +485,17 @@ int bt_cluster_status_get(bt_client *c, bt_cluster_status **out)
             x->sstable_bytes = v->sstable_bytes;
             x->reads = v->reads;
             x->writes = v->writes;
+            x->compaction_queue = v->compaction_queue;
         }
     }
+    if (!rc && ms.n_events && !(s->events = calloc(ms.n_events, sizeof *s->events))) rc = BT_ENOMEM;
+    for (size_t i = 0; !rc && i < ms.n_events; i++) {
+        s->events[i].time_us = ms.events[i].time_us;
+        if (!(s->events[i].text = dup_n(ms.events[i].text, ms.events[i].text_len))) rc = BT_ENOMEM;
+        s->n_events++;
+    }
     free(ms.servers);
+    free(ms.events);
     bt_buf_free(&ans);
     if (rc) {
         bt_cluster_status_free(s);

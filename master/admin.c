@@ -145,6 +145,7 @@ static int create_table(bt_master *m, bt_msg_reader *r)
     }
     free(made);
     BT_INFO("created table %s with %zu tablets (%zu served)", name, nm, served);
+    m_event(m, "created table %s with %zu tablets", name, nm);
     if (served < nm)
         return bt_err(BT_EUNAVAIL, "table %s created, but %zu of its %zu tablets are not served yet", name,
                       nm - served, nm);
@@ -183,6 +184,7 @@ static int delete_table(bt_master *m, bt_msg_reader *r)
         m_remove_tablet(m, t);
     }
     BT_INFO("deleted table %s (its files go with the next garbage collection)", name);
+    m_event(m, "deleted table %s", name);
     return BT_OK;
 }
 
@@ -318,7 +320,8 @@ static int describe(bt_master *m, bt_msg_reader *r, bt_msg_writer *w)
                          .start = t->e.start.data, .start_len = t->e.start.len,
                          .end = t->e.end.data, .end_len = t->e.end.len,
                          .server = t->srv ? t->srv->addr : "", .server_len = t->srv ? strlen(t->srv->addr) : 0,
-                         .server_id = t->srv ? t->srv->id : "", .server_id_len = t->srv ? strlen(t->srv->id) : 0 };
+                         .server_id = t->srv ? t->srv->id : "", .server_id_len = t->srv ? strlen(t->srv->id) : 0,
+                         .memtable_bytes = t->memtable_bytes, .sstable_bytes = t->sstable_bytes };
         mp_put_tablet(w, &mt);
     }
     free(v);
@@ -482,7 +485,8 @@ static int status(bt_master *m, bt_msg_reader *r, bt_msg_writer *w)
         st.servers[i] = (mp_server){ .id = s->id, .id_len = strlen(s->id), .address = s->addr,
                                      .address_len = strlen(s->addr), .tablets = m_server_load(m, s),
                                      .memtable_bytes = s->memtable_bytes, .sstable_bytes = s->sstable_bytes,
-                                     .reads = s->reads, .writes = s->writes };
+                                     .reads = s->reads, .writes = s->writes,
+                                     .compaction_queue = s->compaction_queue };
     }
     /* by id */
     for (size_t i = 1; i < st.n_servers; i++)
@@ -491,6 +495,10 @@ static int status(bt_master *m, bt_msg_reader *r, bt_msg_writer *w)
             st.servers[j] = st.servers[j - 1];
             st.servers[j - 1] = t;
         }
+    mp_event ev[M_EVENTS];
+    char text[M_EVENTS][M_EVENT_LEN];
+    st.events = ev;
+    st.n_events = m_events_copy(m, ev, text);
     mp_put_status(w, &st);
     free(st.servers);
     return BT_OK;

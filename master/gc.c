@@ -213,6 +213,7 @@ int m_gc(bt_master *m, uint32_t grace_ms, uint64_t *files, uint64_t *bytes)
     if (d) closedir(d);
     BT_INFO("gc: %" PRIu64 " files, %" PRIu64 " bytes deleted (%zu live files in %zu tablets)", *files, *bytes,
             live.n, dirs.n);
+    if (*files) m_event(m, "garbage collection deleted %" PRIu64 " files (%" PRIu64 " bytes)", *files, *bytes);
     set_free(&live);
     set_free(&dirs);
     return BT_OK;

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #define PING_PERIOD_US   500000
+#define SIZES_PERIOD_US  2000000   /* tablet sizes, for describe */
 #define PING_TIMEOUT_MS  1000
 #define LOAD_TIMEOUT_MS  60000
 
@@ -35,6 +37,35 @@ int64_t m_wall_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void m_event(bt_master *m, const char *fmt, ...)
+{
+    char text[M_EVENT_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&m->ev_mu);
+    struct m_event_slot *e = &m->events[m->ev_next];
+    e->time_us = m_wall_us();
+    memcpy(e->text, text, sizeof text);
+    m->ev_next = (m->ev_next + 1) % M_EVENTS;
+    if (m->ev_count < M_EVENTS) m->ev_count++;
+    pthread_mutex_unlock(&m->ev_mu);
+}
+
+size_t m_events_copy(bt_master *m, mp_event *ev, char (*text)[M_EVENT_LEN])
+{
+    pthread_mutex_lock(&m->ev_mu);
+    size_t n = m->ev_count, first = (m->ev_next + M_EVENTS - n) % M_EVENTS;
+    for (size_t i = 0; i < n; i++) {
+        const struct m_event_slot *e = &m->events[(first + i) % M_EVENTS];
+        memcpy(text[i], e->text, M_EVENT_LEN);
+        ev[i] = (mp_event){ .time_us = e->time_us, .text = text[i], .text_len = strlen(text[i]) };
+    }
+    pthread_mutex_unlock(&m->ev_mu);
+    return n;
 }
 
 /* ---- state helpers ------------------------------------------------------------------ */
@@ -229,6 +260,7 @@ int m_apply_split(bt_master *m, uint64_t parent, const uint8_t *mid, size_t ml,
     for (int i = 0; i < 2; i++)
         if (m_meta_write(m, made[i]) == BT_OK) made[i]->dirty = false;
     BT_INFO("recorded split of tablet %" PRIu64 " into %" PRIu64 " and %" PRIu64, parent, l->id, r->id);
+    m_event(m, "tablet %" PRIu64 " split into %" PRIu64 " and %" PRIu64, parent, l->id, r->id);
     return BT_OK;
 }
 
@@ -346,6 +378,7 @@ int m_move(bt_master *m, mtablet *t, mserver *to)
     } else {
         m->tablets_moved++;
         BT_INFO("moved tablet %" PRIu64 " (%s) from %s to %s", t->e.id, t->e.table, from->id, to->id);
+        m_event(m, "moved tablet %" PRIu64 " (%s) from %s to %s", t->e.id, t->e.table, from->id, to->id);
     }
     if (t->srv && m_meta_write(m, t) == BT_OK) t->dirty = false;
     return rc;
@@ -388,6 +421,7 @@ static bool list_served(bt_master *m, mserver *s)
 static void server_gone(bt_master *m, mserver *s, const char *why, int64_t hold_us)
 {
     BT_WARN("tablet server %s (%s) is dead: %s; recovering its tablets", s->id, s->addr, why);
+    m_event(m, "tablet server %s (%s) is dead: %s; recovering its tablets", s->id, s->addr, why);
     for (size_t i = 0; i < m->n_tablets; i++) {
         mtablet *t = m->tablets[i];
         if (t->srv != s) continue;
@@ -440,6 +474,7 @@ static mserver *server_new(bt_master *m, const char *id, const char *addr, const
     s->last_ok_us = m_mono_us();
     m->servers[m->n_servers++] = s;
     BT_INFO("tablet server %s registered at %s", id, addr);
+    m_event(m, "tablet server %s registered at %s", id, addr);
     return s;
 }
 
@@ -512,6 +547,28 @@ static bool refresh_servers(bt_master *m)
     return complete;
 }
 
+/* Notes the sizes of the tablets s serves (for bt_describe_table). */
+static void list_sizes(bt_master *m, mserver *s)
+{
+    bt_buf resp = {0};
+    if (m_ts_call(m, s->addr, TSP_LIST_TABLETS, NULL, &resp, PING_TIMEOUT_MS) == BT_OK) {
+        bt_msg_reader r;
+        bt_msg_reader_init(&r, resp.data, resp.len);
+        uint64_t n;
+        int rc = bt_msg_get_varint(&r, &n);
+        for (uint64_t i = 0; !rc && i < n; i++) {
+            tsp_tablet_info ti;
+            if ((rc = tsp_get_tablet_info(&r, &ti))) break;
+            mtablet *t = m_find_tablet(m, ti.tablet.id);
+            if (t && t->srv == s) {
+                t->memtable_bytes = ti.memtable_bytes;
+                t->sstable_bytes = ti.sstable_bytes;
+            }
+        }
+    }
+    bt_buf_free(&resp);
+}
+
 static void ping_servers(bt_master *m)
 {
     int64_t now = m_mono_us();
@@ -531,6 +588,11 @@ static void ping_servers(bt_master *m)
                 s->sstable_bytes = st.sstable_bytes;
                 s->reads = st.reads;
                 s->writes = st.writes;
+                s->compaction_queue = st.compaction_queue;
+            }
+            if (now >= s->next_sizes_us) {
+                s->next_sizes_us = now + SIZES_PERIOD_US;
+                list_sizes(m, s);
             }
             s->ping_failures = 0;
             s->last_ok_us = m_mono_us();
@@ -743,6 +805,7 @@ static void recover_logs(bt_master *m, char **found, size_t nfound, bool servers
             }
             if (rm_rf(gone)) BT_WARN("could not remove %s: %s", gone, strerror(errno));
             BT_INFO("commit log %s recovered and removed", o->rel);
+            m_event(m, "commit log %s of a dead server split and replayed", o->rel);
             m->orphans[j] = m->orphans[--m->n_orphans];
             continue;
         }
@@ -990,6 +1053,7 @@ static void balance(bt_master *m)
         mtablet *t = m->tablets[i];
         if (t->srv != hi || is_meta_tablet(t)) continue;
         BT_INFO("balancing: %s serves %zu tablets, %s %zu", hi->id, hl, lo->id, ll);
+        m_event(m, "balancing: %s serves %zu tablets, %s %zu", hi->id, hl, lo->id, ll);
         m_move(m, t, lo);
         return;
     }
@@ -1076,6 +1140,7 @@ static int become_active(bt_master *m)
         printf("bt-master: active on %s\n", m->addr);
         fflush(stdout);
         BT_INFO("active master on %s (%zu tables)", m->addr, m->n_tables);
+        m_event(m, "became the active master on %s (%zu tables)", m->addr, m->n_tables);
     }
     return rc;
 }
@@ -1195,6 +1260,7 @@ int bt_master_open(const bt_master_options *o, bt_master **out)
     if (!m->o.gc_grace_s) m->o.gc_grace_s = 600;
     if (!m->o.server_timeout_ms) m->o.server_timeout_ms = 3 * m->o.lease_ms;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->ev_mu, NULL);
     pthread_mutex_init(&m->sup_mu, NULL);
     pthread_cond_init(&m->sup_cv, NULL);
     pthread_mutex_init(&m->job_mu, NULL);

@@ -14,9 +14,13 @@
 #include "common/rpc.h"
 #include "lockservice/lock.h"
 #include "master/master.h"
+#include "master/master_proto.h"
 #include "tabletserver/ts_proto.h"
 
 /* A tablet server the master knows. */
+#define M_EVENTS 64
+#define M_EVENT_LEN 200
+
 typedef struct mserver {
     char id[TS_MAX_NAME + 1];
     char addr[256];
@@ -30,6 +34,8 @@ typedef struct mserver {
     int ping_failures;
     int64_t last_ok_us, next_ping_us;
     uint64_t tablets, memtable_bytes, sstable_bytes, reads, writes; /* from its status */
+    uint64_t compaction_queue;
+    int64_t next_sizes_us;         /* next listing of its tablets' sizes */
 } mserver;
 
 /* A tablet: its METADATA entry plus the master's view of it. */
@@ -43,6 +49,7 @@ typedef struct mtablet {
     int failures;                  /* failed loads in a row */
     mserver *maybe_on;             /* a load sent there got no answer: it may serve
                                       the tablet, so it is loaded nowhere else */
+    uint64_t memtable_bytes, sstable_bytes; /* as its server last listed them */
 } mtablet;
 
 /* A tablet of a deleted table whose server did not confirm the unload yet. */
@@ -108,10 +115,22 @@ struct bt_master {
     bool job_stop;
     pthread_t workers[2];
     int n_workers;
+
+    /* recent events for status pages (m_event) */
+    pthread_mutex_t ev_mu;
+    struct m_event_slot { int64_t time_us; char text[M_EVENT_LEN]; } events[M_EVENTS];
+    size_t ev_next, ev_count;
 };
 
 int64_t m_mono_us(void);
 int64_t m_wall_us(void);
+
+/* Records an event in the master's recent-events ring (shown by
+ * bt_cluster_status_get: status pages, bt-shell).  Thread-safe. */
+void m_event(bt_master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Copies the events, oldest first, into ev (M_EVENTS entries) whose texts
+ * point into text; returns how many. */
+size_t m_events_copy(bt_master *m, mp_event *ev, char (*text)[M_EVENT_LEN]);
 
 /* master.c */
 mtablet *m_find_tablet(bt_master *m, uint64_t id);

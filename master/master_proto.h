@@ -40,7 +40,8 @@ enum { MP_ALTER_ADD_FAMILY = 1, MP_ALTER_DROP_FAMILY = 2, MP_ALTER_SET_GC = 3 };
 const char *mp_method_name(uint16_t method);
 
 /* A tablet with its location (MP_DESCRIBE):
- * tsp_tablet, bytes server ("host:port" or ""), bytes server_id. */
+ * tsp_tablet, bytes server ("host:port" or ""), bytes server_id, varint
+ * memtable_bytes, varint sstable_bytes. */
 typedef struct mp_tablet {
     uint64_t id;
     const char *table; size_t table_len;
@@ -48,6 +49,7 @@ typedef struct mp_tablet {
     const uint8_t *start; size_t start_len;
     const uint8_t *end; size_t end_len;
     const char *server; size_t server_len;
+    uint64_t memtable_bytes, sstable_bytes;   /* last reported by its server */
     const char *server_id; size_t server_id_len;
 } mp_tablet;
 void mp_put_tablet(bt_msg_writer *w, const mp_tablet *t);
@@ -55,18 +57,27 @@ int mp_get_tablet(bt_msg_reader *r, mp_tablet *t);
 
 /* MP_STATUS answer: bytes master_address, fixed64 active_since_us, varint
  * tables, varint tablets, varint unassigned, varint servers_recovered,
- * varint tablets_moved, varint splits, varint n, n x mp_server. */
+ * varint tablets_moved, varint splits, varint n, n x mp_server (bytes id,
+ * bytes address, varint tablets, memtable_bytes, sstable_bytes, reads,
+ * writes, compaction_queue), varint n_events, n x (fixed64 time_us, bytes
+ * text). */
 typedef struct mp_server {
     const char *id; size_t id_len;
     const char *address; size_t address_len;
-    uint64_t tablets, memtable_bytes, sstable_bytes, reads, writes;
+    uint64_t tablets, memtable_bytes, sstable_bytes, reads, writes, compaction_queue;
 } mp_server;
+typedef struct mp_event {
+    int64_t time_us;
+    const char *text; size_t text_len;
+} mp_event;
 typedef struct mp_status {
     const char *address; size_t address_len;
     int64_t active_since_us;
     uint64_t tables, tablets, unassigned, servers_recovered, tablets_moved, splits;
     size_t n_servers;
     mp_server *servers;       /* decoder: malloc'd array, free() it */
+    size_t n_events;
+    mp_event *events;         /* oldest first; decoder: malloc'd array, free() it */
 } mp_status;
 void mp_put_status(bt_msg_writer *w, const mp_status *s);
 int mp_get_status(bt_msg_reader *r, mp_status *s);

@@ -46,15 +46,22 @@ typedef struct out_file {
     char path[4096];
 } out_file;
 
+int ts_sst_options_for(const ts_schema *sc, int group, sst_options *so)
+{
+    const ts_locality_group *lg = &sc->groups[group];
+    sst_options_default(so);
+    so->compress = lg->compress;
+    if (lg->block_size) so->block_size = lg->block_size;
+    so->bloom_bits_per_key = lg->bloom == TS_BLOOM_NONE ? 0 : 10;
+    so->filter_prefix = lg->bloom == TS_BLOOM_ROW_COLUMN ? prefix_row_column : prefix_row;
+    return BT_OK;
+}
+
 static int out_open(ts_tablet *t, const ts_schema *sc, int group, uint64_t number, out_file *o)
 {
     const ts_locality_group *lg = &sc->groups[group];
     sst_options so;
-    sst_options_default(&so);
-    so.compress = lg->compress;
-    if (lg->block_size) so.block_size = lg->block_size;
-    so.bloom_bits_per_key = lg->bloom == TS_BLOOM_NONE ? 0 : 10;
-    so.filter_prefix = lg->bloom == TS_BLOOM_ROW_COLUMN ? prefix_row_column : prefix_row;
+    ts_sst_options_for(sc, group, &so);
     memset(o, 0, sizeof *o);
     char name[32];
     snprintf(name, sizeof name, "%06llu.sst", (unsigned long long)number);
@@ -124,7 +131,7 @@ static bool in_list(ts_table **list, int n, const ts_table *tb)
 
 /* The current version minus `drop`, plus `add` (t->mu held).  Takes over
  * the references of add[]. */
-static ts_version *next_version(ts_tablet *t, ts_table **drop, int nd, ts_table **add, int na)
+ts_version *ts_next_version(ts_tablet *t, ts_table **drop, int nd, ts_table **add, int na)
 {
     ts_version *v = ts_version_new(t->ver->n + na);
     if (!v) return NULL;
@@ -141,7 +148,7 @@ static ts_version *next_version(ts_tablet *t, ts_table **drop, int nd, ts_table 
 
 /* Writes the manifest for v and installs it; on failure unrefs v and
  * removes the new tables' files (t->mu held). */
-static int install(ts_tablet *t, ts_version *v, uint64_t flushed_seq, ts_table **added, int na)
+int ts_install_version(ts_tablet *t, ts_version *v, uint64_t flushed_seq, ts_table **added, int na)
 {
     if (t->fenced) {
         /* Another server may own the tablet by now: its output is discarded,
@@ -242,12 +249,12 @@ static int minor_compaction(ts_tablet *t)
     int rc = write_memtable(t, mt, &sc, first, made);
     pthread_mutex_lock(&t->mu);
     if (rc) return rc;
-    ts_version *v = next_version(t, NULL, 0, made, sc.n_groups);
+    ts_version *v = ts_next_version(t, NULL, 0, made, sc.n_groups);
     if (!v) {
         for (int g = 0; g < sc.n_groups; g++) ts_table_unref(made[g]);
         return BT_ENOMEM;
     }
-    rc = install(t, v, max_seq, made, sc.n_groups);
+    rc = ts_install_version(t, v, max_seq, made, sc.n_groups);
     if (rc) return rc;
     ts_memtable_unref(t->imm.mt);
     t->imm.mt = NULL;
@@ -347,9 +354,9 @@ static int compact_group(ts_tablet *t, int group, ts_table **in, int n, bool ful
     }
     pthread_mutex_lock(&t->mu);
     if (!rc) {
-        ts_version *v = next_version(t, in, n, &made, 1);
+        ts_version *v = ts_next_version(t, in, n, &made, 1);
         if (!v) { ts_table_unref(made); rc = BT_ENOMEM; }
-        else rc = install(t, v, t->flushed_seq, &made, 1);
+        else rc = ts_install_version(t, v, t->flushed_seq, &made, 1);
         if (!rc) {
             delete_obsolete(t, in, n);
             if (full) t->stats.major_compactions++;

@@ -25,6 +25,7 @@
 #include "common/rpc.h"
 #include "common/status.h"
 #include "lockservice/lock.h"
+#include "tabletserver/bulk.h"
 #include "tabletserver/manifest.h"
 #include "tabletserver/ts_proto.h"
 
@@ -1439,6 +1440,68 @@ static void auto_split(ts_server *s, uint64_t id)
     pthread_mutex_unlock(&s->admin_mu);
 }
 
+/* Bulk loads (tabletserver/bulk.h): prepare answers the sequence, the
+ * incarnation nonce and the tablet's directory; attach installs the files. */
+static int do_bulk(ts_server *s, uint16_t method, bt_msg_reader *r, bt_buf *out)
+{
+    uint64_t id;
+    int rc = bt_msg_get_varint(r, &id);
+    if (rc) return rc;
+    if (!lease_ok(s)) return not_serving_lease();
+    if (method == TSP_BULK_PREPARE) {
+        if ((rc = bt_msg_reader_done(r))) return rc;
+        entry *e = tablet_get(s, id);
+        if (!e) return BT_ENOTSERVING;
+        uint64_t seq = 0, nonce = 0;
+        rc = ts_tablet_bulk_prepare(e->t, &seq, &nonce);
+        if (!rc) {
+            bt_msg_writer w;
+            bt_msg_writer_init(&w, out);
+            bt_msg_put_varint(&w, seq);
+            bt_msg_put_fixed64(&w, nonce);
+            char abs[PATH_MAX];
+            int al = snprintf(abs, sizeof abs, "%s/%s", s->data_dir, e->dir);
+            if (al < 0 || (size_t)al >= sizeof abs) rc = bt_err(BT_EINVAL, "tablet directory path too long");
+            else bt_msg_put_bytes(&w, abs, (size_t)al);
+            if (!rc) rc = bt_msg_writer_status(&w);
+        }
+        tablet_put(s, e);
+        return rc;
+    }
+    uint64_t nonce = 0, seq = 0, n = 0;
+    if (!rc) rc = bt_msg_get_fixed64(r, &nonce);
+    if (!rc) rc = bt_msg_get_varint(r, &seq);
+    if (!rc) rc = bt_msg_get_varint(r, &n);
+    if (rc) return rc;
+    if (n < 1 || n > TS_BULK_MAX_FILES)
+        return bt_err(BT_EINVAL, "a bulk attach takes 1..%d files, got %llu", TS_BULK_MAX_FILES, (unsigned long long)n);
+    ts_bulk_file *f = calloc((size_t)n, sizeof *f);
+    char **names = calloc((size_t)n, sizeof *names);
+    if (!f || !names) rc = BT_ENOMEM;
+    for (uint64_t i = 0; !rc && i < n; i++) {
+        const uint8_t *nm;
+        size_t nl;
+        uint64_t g;
+        rc = bt_msg_get_bytes(r, &nm, &nl);
+        if (!rc) rc = bt_msg_get_varint(r, &g);
+        if (!rc && (nl == 0 || nl > 255 || memchr(nm, 0, nl) || g > TS_MAX_GROUPS))
+            rc = bt_err(BT_EINVAL, "bulk attach: bad file entry %llu", (unsigned long long)i);
+        if (!rc && !(names[i] = strndup((const char *)nm, nl))) rc = BT_ENOMEM;
+        if (!rc) f[i] = (ts_bulk_file){ names[i], (int)g };
+    }
+    if (!rc) rc = bt_msg_reader_done(r);
+    entry *e = rc ? NULL : tablet_get(s, id);
+    if (!rc && !e) rc = BT_ENOTSERVING;
+    if (!rc) {
+        rc = ts_tablet_bulk_attach(e->t, nonce, seq, f, (int)n);
+        tablet_put(s, e);
+    }
+    for (uint64_t i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+    free(f);
+    return rc;
+}
+
 static int run_admin_one(ts_server *s, job *j, bt_buf *out)
 {
     bt_msg_reader r;
@@ -1475,6 +1538,9 @@ static int run_admin_one(ts_server *s, job *j, bt_buf *out)
         rc = e ? unload_entry(s, e, true) : BT_ENOTSERVING;
         pthread_mutex_unlock(&s->admin_mu);
         return rc;
+    case TSP_BULK_PREPARE:
+    case TSP_BULK_ATTACH:
+        return do_bulk(s, j->method, &r, out);
     default: /* flush, compact */
         rc = bt_msg_get_varint(&r, &id);
         if (!rc) rc = bt_msg_reader_done(&r);
@@ -1520,6 +1586,7 @@ static void h_status(void *arg, const rpc_request *req, rpc_ctx *ctx)
         ts_tablet_get_stats(s->tablets[i]->t, &ts);
         st.memtable_bytes += ts.memtable_bytes;
         st.sstable_bytes += ts.sstable_bytes;
+        st.compaction_queue += ts.compaction_pending;
     }
     pthread_rwlock_unlock(&s->map_mu);
     ts_log_stats ls = {0};
@@ -1980,6 +2047,7 @@ static int start_rpc(ts_server *s)
         { TSP_READ_ROW, h_read }, { TSP_SCAN_OPEN, h_scan }, { TSP_SCAN_NEXT, h_scan },
         { TSP_SCAN_CLOSE, h_scan }, { TSP_CHECK_AND_MUTATE, h_cond }, { TSP_READ_MODIFY_WRITE, h_cond },
         { TSP_FLUSH, h_admin }, { TSP_COMPACT, h_admin }, { TSP_SPLIT, h_admin },
+        { TSP_BULK_PREPARE, h_admin }, { TSP_BULK_ATTACH, h_admin },
     };
     enum { N = sizeof tab / sizeof tab[0] };
     rpc_method m[N];

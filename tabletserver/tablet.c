@@ -751,5 +751,6 @@ void ts_tablet_get_stats(ts_tablet *t, ts_tablet_stats *s)
     for (int i = 0; i < t->ver->n; i++) s->sstable_bytes += t->ver->tables[i]->meta.size;
     s->flushed_seq = t->flushed_seq;
     s->last_seq = t->last_seq;
+    s->compaction_pending = t->bg_queued || t->bg_running;
     pthread_mutex_unlock(&t->mu);
 }

@@ -260,6 +260,8 @@ typedef struct ts_tablet_stats {
     uint64_t last_seq;
     uint64_t minor_compactions, merging_compactions, major_compactions;
     uint64_t throttled_writes;     /* writes that waited for compaction */
+    uint64_t bulk_files;           /* SSTables attached by bulk loads */
+    bool compaction_pending;       /* background work queued or running */
 } ts_tablet_stats;
 void ts_tablet_get_stats(ts_tablet *t, ts_tablet_stats *s);
 

@@ -105,6 +105,10 @@ struct ts_tablet {
     bool flush_running;         /* a minor compaction is running (maybe beside a merge) */
     bool frozen;                /* splitting: writes get BT_ENOTSERVING */
     bool fenced;                /* ts_tablet_fence: no manifest writes any more */
+    uint64_t bulk_nonce;        /* random per load: names this incarnation to bulk loaders */
+#define TS_BULK_DONE 16
+    uint64_t bulk_done[TS_BULK_DONE]; /* sequences of the last bulk attaches (retries answer OK) */
+    int bulk_done_next;
     int bg_error;               /* last background failure (retried), 0 if none */
     ts_tablet_stats stats;
 };
@@ -122,6 +126,12 @@ int ts_tablet_save_manifest(ts_tablet *t, ts_version *v, uint64_t flushed_seq);
 /* Opens the SSTable described by meta (relative to t->dir when not inherited);
  * in_memory (its locality group's setting) loads the whole file into memory. */
 int ts_table_open(ts_tablet *t, const ts_file_meta *meta, bool in_memory, ts_table **out);
+/* The current version minus drop[0..nd), plus add[0..na) (t->mu held);
+ * takes over the references of add[].  NULL when memory runs out. */
+ts_version *ts_next_version(ts_tablet *t, ts_table **drop, int nd, ts_table **add, int na);
+/* Writes the manifest for v and installs it; on failure unrefs v and removes
+ * the added tables' files (t->mu held). */
+int ts_install_version(ts_tablet *t, ts_version *v, uint64_t flushed_seq, ts_table **added, int na);
 /* Background work for t; called by an engine thread. */
 void ts_tablet_background(ts_tablet *t);
 /* Applies a decoded mutation payload to a memtable with sequences from seq. */

@@ -47,6 +47,8 @@ static const char *const method_names[] = {
     [TSP_FLUSH - TSP_STATUS] = "flush",
     [TSP_COMPACT - TSP_STATUS] = "compact",
     [TSP_SPLIT - TSP_STATUS] = "split",
+    [TSP_BULK_PREPARE - TSP_STATUS] = "bulk_prepare",
+    [TSP_BULK_ATTACH - TSP_STATUS] = "bulk_attach",
 };
 
 #define N_OF(a) (sizeof(a) / sizeof *(a))
@@ -641,6 +643,7 @@ static const size_t status_counters[] = {
     offsetof(tsp_status, log_appends),   offsetof(tsp_status, log_syncs),
     offsetof(tsp_status, connections),   offsetof(tsp_status, durability),
     offsetof(tsp_status, lease_ms_left), offsetof(tsp_status, open_scanners),
+    offsetof(tsp_status, compaction_queue),
 };
 
 void tsp_put_status(bt_msg_writer *w, const tsp_status *s)

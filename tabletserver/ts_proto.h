@@ -57,6 +57,10 @@ enum {
     TSP_SPLIT = 114,           /* seqr, varint tablet_id, bytes mid (empty: the
                                   server picks), varint left_id, bytes left_dir,
                                   varint right_id, bytes right_dir  ->  bytes mid */
+    TSP_BULK_PREPARE = 115,    /* varint tablet_id  ->  varint seq, fixed64 nonce,
+                                  bytes dir (absolute, on the server) */
+    TSP_BULK_ATTACH = 116,     /* varint tablet_id, fixed64 nonce, varint seq,
+                                  varint n, n x (bytes name, varint group)  ->  - */
 };
 
 /* Name of a method ("mutate_row"), or NULL if it is not a tablet server method. */
@@ -213,7 +217,7 @@ int tsp_get_batch_result(bt_msg_reader *r, int **status, size_t *n, const uint8_
  * n_tablets, varint memtable_bytes, varint sstable_bytes, varint reads,
  * varint writes, varint scanned_rows, varint log_appends, varint log_syncs,
  * varint connections, varint durability, varint lease_ms_left, varint
- * open_scanners.  Counters count since the server started. */
+ * open_scanners, varint compaction_queue.  Counters count since the server started. */
 typedef struct tsp_status {
     const char *id; size_t id_len;
     const char *address; size_t address_len;
@@ -225,6 +229,7 @@ typedef struct tsp_status {
     uint64_t durability;        /* ts_durability */
     uint64_t lease_ms_left;     /* by the server's conservative clock; 0: not serving */
     uint64_t open_scanners;
+    uint64_t compaction_queue;  /* tablets with compaction work queued or running */
 } tsp_status;
 void tsp_put_status(bt_msg_writer *w, const tsp_status *s);
 int tsp_get_status(bt_msg_reader *r, tsp_status *s);
