@@ -399,6 +399,8 @@ typedef struct bt_bulk_stats {
     uint64_t runs_spilled;
     uint64_t sstables;                  /* files attached */
     uint64_t tablets;                   /* tablets that received files */
+    uint64_t recuts;                    /* tablets whose files were written again
+                                           because the tablet moved or split */
 } bt_bulk_stats;
 
 /* Starts a bulk load into an existing table (o may be NULL). */

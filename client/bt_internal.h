@@ -60,6 +60,11 @@ const ts_read_options *bt_filter_to_ts(const bt_filter *f);
 const ts_schema *bt_schema_ts(const bt_schema *s);
 bt_schema *bt_schema_from_ts(const ts_schema *ts);
 
+/* Test hook: called by bt_bulk_finish after a tablet's files are written,
+ * just before they are attached (NULL: nothing). */
+extern void (*bt_bulk_before_attach)(uint64_t tablet_id, void *arg);
+extern void *bt_bulk_before_attach_arg;
+
 /* ==== shared between libbt's files ========================================= */
 
 struct bt_client {

@@ -105,14 +105,6 @@ int ts_ikey_encode(bt_buf *b, const uint8_t *row, size_t row_len,
 
 /* Returns the length of the escaped segment starting at p (terminator
  * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
-/* Returns the length of the escaped segment starting at p (terminator
- * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
-/* Returns the length of the escaped segment starting at p (terminator
- * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
-/* Returns the length of the escaped segment starting at p (terminator
- * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
-/* Returns the length of the escaped segment starting at p (terminator
- * included), 0 if the segment is the 00 00 marker, or SIZE_MAX if malformed. */
 static size_t seg_len(const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *q = p;
