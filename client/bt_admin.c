@@ -349,9 +349,15 @@ int bt_describe_table(bt_client *c, const char *name, bt_table_desc **out)
         t->server = dup_n(mt.server, mt.server_len);
         t->server_id = dup_n(mt.server_id, mt.server_id_len);
         t->dir = dup_n(mt.dir, mt.dir_len);
-        t->memtable_bytes = mt.memtable_bytes;
-        t->sstable_bytes = mt.sstable_bytes;
         if (!t->start || !t->end || !t->server || !t->server_id || !t->dir) rc = BT_ENOMEM;
+    }
+    /* appended later: the tablets' sizes (absent from an older master) */
+    uint64_t ns = 0;
+    if (!rc && bt_msg_remaining(&r)) rc = bt_msg_get_varint(&r, &ns);
+    if (!rc && ns && ns != d->n_tablets) rc = BT_ECORRUPT;
+    for (uint64_t i = 0; !rc && i < ns; i++) {
+        rc = bt_msg_get_varint(&r, &d->tablets[i].memtable_bytes);
+        if (!rc) rc = bt_msg_get_varint(&r, &d->tablets[i].sstable_bytes);
     }
     bt_buf_free(&ans);
     if (rc) {

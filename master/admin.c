@@ -320,9 +320,13 @@ static int describe(bt_master *m, bt_msg_reader *r, bt_msg_writer *w)
                          .start = t->e.start.data, .start_len = t->e.start.len,
                          .end = t->e.end.data, .end_len = t->e.end.len,
                          .server = t->srv ? t->srv->addr : "", .server_len = t->srv ? strlen(t->srv->addr) : 0,
-                         .server_id = t->srv ? t->srv->id : "", .server_id_len = t->srv ? strlen(t->srv->id) : 0,
-                         .memtable_bytes = t->memtable_bytes, .sstable_bytes = t->sstable_bytes };
+                         .server_id = t->srv ? t->srv->id : "", .server_id_len = t->srv ? strlen(t->srv->id) : 0 };
         mp_put_tablet(w, &mt);
+    }
+    bt_msg_put_varint(w, n); /* appended later: sizes */
+    for (size_t i = 0; i < n; i++) {
+        bt_msg_put_varint(w, v[i]->memtable_bytes);
+        bt_msg_put_varint(w, v[i]->sstable_bytes);
     }
     free(v);
     return BT_OK;

@@ -26,8 +26,6 @@ void mp_put_tablet(bt_msg_writer *w, const mp_tablet *t)
     tsp_put_tablet(w, &tt);
     bt_msg_put_bytes(w, t->server, t->server_len);
     bt_msg_put_bytes(w, t->server_id, t->server_id_len);
-    bt_msg_put_varint(w, t->memtable_bytes);
-    bt_msg_put_varint(w, t->sstable_bytes);
 }
 
 int mp_get_tablet(bt_msg_reader *r, mp_tablet *t)
@@ -38,8 +36,6 @@ int mp_get_tablet(bt_msg_reader *r, mp_tablet *t)
     int rc = tsp_get_tablet(r, &tt);
     if (!rc) rc = bt_msg_get_bytes(r, &sv, &t->server_len);
     if (!rc) rc = bt_msg_get_bytes(r, &sid, &t->server_id_len);
-    if (!rc) rc = bt_msg_get_varint(r, &t->memtable_bytes);
-    if (!rc) rc = bt_msg_get_varint(r, &t->sstable_bytes);
     if (rc) {
         memset(t, 0, sizeof *t);
         return rc;
@@ -74,13 +70,15 @@ void mp_put_status(bt_msg_writer *w, const mp_status *s)
         bt_msg_put_varint(w, v->sstable_bytes);
         bt_msg_put_varint(w, v->reads);
         bt_msg_put_varint(w, v->writes);
-        bt_msg_put_varint(w, v->compaction_queue);
     }
+    /* appended later (docs/protocol.md "Evolution") */
     bt_msg_put_varint(w, s->n_events);
     for (size_t i = 0; i < s->n_events; i++) {
         bt_msg_put_fixed64(w, (uint64_t)s->events[i].time_us);
         bt_msg_put_bytes(w, s->events[i].text, s->events[i].text_len);
     }
+    bt_msg_put_varint(w, s->n_servers);
+    for (size_t i = 0; i < s->n_servers; i++) bt_msg_put_varint(w, s->servers[i].compaction_queue);
 }
 
 int mp_get_status(bt_msg_reader *r, mp_status *s)
@@ -111,14 +109,14 @@ int mp_get_status(bt_msg_reader *r, mp_status *s)
         if (!rc) rc = bt_msg_get_varint(r, &v->sstable_bytes);
         if (!rc) rc = bt_msg_get_varint(r, &v->reads);
         if (!rc) rc = bt_msg_get_varint(r, &v->writes);
-        if (!rc) rc = bt_msg_get_varint(r, &v->compaction_queue);
         if (!rc) {
             v->id = (const char *)id;
             v->address = (const char *)ad;
         }
     }
-    uint64_t ne = 0;
-    if (!rc) rc = bt_msg_get_varint(r, &ne);
+    /* trailing sections a master older than them does not send */
+    uint64_t ne = 0, nq = 0;
+    if (!rc && bt_msg_remaining(r)) rc = bt_msg_get_varint(r, &ne);
     /* each event takes at least 9 bytes */
     if (!rc && ne > bt_msg_remaining(r) / 9) rc = bt_err(BT_ECORRUPT, "status: %llu events in %zu bytes",
                                                          (unsigned long long)ne, bt_msg_remaining(r));
@@ -133,6 +131,10 @@ int mp_get_status(bt_msg_reader *r, mp_status *s)
             s->events[i].text = (const char *)tx;
         }
     }
+    if (!rc && bt_msg_remaining(r)) rc = bt_msg_get_varint(r, &nq);
+    if (!rc && nq != 0 && nq != n) rc = bt_err(BT_ECORRUPT, "status: %llu compaction queues for %llu servers",
+                                               (unsigned long long)nq, (unsigned long long)n);
+    for (uint64_t i = 0; !rc && i < nq; i++) rc = bt_msg_get_varint(r, &s->servers[i].compaction_queue);
     if (rc) {
         free(s->events);
         free(s->servers);

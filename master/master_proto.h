@@ -40,8 +40,10 @@ enum { MP_ALTER_ADD_FAMILY = 1, MP_ALTER_DROP_FAMILY = 2, MP_ALTER_SET_GC = 3 };
 const char *mp_method_name(uint16_t method);
 
 /* A tablet with its location (MP_DESCRIBE):
- * tsp_tablet, bytes server ("host:port" or ""), bytes server_id, varint
- * memtable_bytes, varint sstable_bytes. */
+ * tsp_tablet, bytes server ("host:port" or ""), bytes server_id.  The
+ * MP_DESCRIBE answer is: schema, varint n, n x mp_tablet, then (appended
+ * later) varint n, n x (varint memtable_bytes, varint sstable_bytes) as the
+ * tablets' servers last listed them. */
 typedef struct mp_tablet {
     uint64_t id;
     const char *table; size_t table_len;
@@ -49,7 +51,6 @@ typedef struct mp_tablet {
     const uint8_t *start; size_t start_len;
     const uint8_t *end; size_t end_len;
     const char *server; size_t server_len;
-    uint64_t memtable_bytes, sstable_bytes;   /* last reported by its server */
     const char *server_id; size_t server_id_len;
 } mp_tablet;
 void mp_put_tablet(bt_msg_writer *w, const mp_tablet *t);
@@ -59,8 +60,9 @@ int mp_get_tablet(bt_msg_reader *r, mp_tablet *t);
  * tables, varint tablets, varint unassigned, varint servers_recovered,
  * varint tablets_moved, varint splits, varint n, n x mp_server (bytes id,
  * bytes address, varint tablets, memtable_bytes, sstable_bytes, reads,
- * writes, compaction_queue), varint n_events, n x (fixed64 time_us, bytes
- * text). */
+ * writes), then appended later: varint n_events, n_events x (fixed64
+ * time_us, bytes text), varint n, n x varint compaction_queue (per server, in
+ * order).  The decoder reads absent trailing sections as empty. */
 typedef struct mp_server {
     const char *id; size_t id_len;
     const char *address; size_t address_len;

@@ -643,7 +643,6 @@ static const size_t status_counters[] = {
     offsetof(tsp_status, log_appends),   offsetof(tsp_status, log_syncs),
     offsetof(tsp_status, connections),   offsetof(tsp_status, durability),
     offsetof(tsp_status, lease_ms_left), offsetof(tsp_status, open_scanners),
-    offsetof(tsp_status, compaction_queue),
 };
 
 void tsp_put_status(bt_msg_writer *w, const tsp_status *s)
@@ -652,6 +651,7 @@ void tsp_put_status(bt_msg_writer *w, const tsp_status *s)
     bt_msg_put_bytes(w, s->address, s->address_len);
     put_i64(w, s->start_time_us);
     put_varints(w, s, status_counters, N_OF(status_counters));
+    bt_msg_put_varint(w, s->compaction_queue); /* appended later */
 }
 
 int tsp_get_status(bt_msg_reader *r, tsp_status *s)
@@ -661,5 +661,6 @@ int tsp_get_status(bt_msg_reader *r, tsp_status *s)
     get_chars(r, &s->address, &s->address_len);
     s->start_time_us = get_i64(r);
     get_varints(r, s, status_counters, N_OF(status_counters));
+    if (bt_msg_reader_status(r) == BT_OK && bt_msg_remaining(r)) bt_msg_get_varint(r, &s->compaction_queue);
     return zero_on_error(s, sizeof *s, bt_msg_reader_status(r));
 }

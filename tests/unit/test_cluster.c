@@ -32,6 +32,7 @@
  * printed with cr_log_info ("[----]" lines).
  */
 #include <ftw.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 
 #include "tests/unit/cluster_fixture.h"
@@ -1114,4 +1115,50 @@ CL_TEST(gc_stops_when_a_manifest_names_a_missing_file, 120)
         bt_row_free(r);
     }
     bt_table_close(k);
+}
+
+/* The figures status pages show: the master's recent events, per-server
+ * compaction queues and per-tablet sizes. */
+CL_TEST(status_events_and_sizes, 120)
+{
+    clf_cluster(1, 2, 0);
+    const char *splits[] = {"m"};
+    clf_create_table(C.client, "sz", splits, 1);
+    bt_table *t = clf_open(C.client, "sz");
+    char row[32], val[200];
+    memset(val, 'v', sizeof val - 1);
+    val[sizeof val - 1] = '\0';
+    for (int i = 0; i < 500; i++) {
+        snprintf(row, sizeof row, "%c%04d", 'a' + i % 26, i);
+        CL_OK(clf_put(t, row, val));
+    }
+    CL_OK(bt_flush_table(C.client, "sz"));
+    bt_cluster_status *st = NULL;
+    CL_OK(bt_cluster_status_get(C.client, &st));
+    bool created = false, registered = false;
+    for (size_t i = 0; i < st->n_events; i++) {
+        cr_assert_gt(st->events[i].time_us, 0);
+        if (i) cr_assert_geq(st->events[i].time_us, st->events[i - 1].time_us, "events oldest first");
+        if (strstr(st->events[i].text, "created table sz")) created = true;
+        if (strstr(st->events[i].text, "registered")) registered = true;
+    }
+    cr_assert(created && registered, "events: %zu, none about the table or the servers", st->n_events);
+    bt_cluster_status_free(st);
+    /* sizes arrive with the master's next listing (every 2 s) */
+    int64_t deadline = tsf_now_us() + 15000000;
+    uint64_t total = 0;
+    while (tsf_now_us() < deadline) {
+        bt_table_desc *d = clf_describe(C.client, "sz");
+        total = 0;
+        bool all = true;
+        for (size_t i = 0; i < d->n_tablets; i++) {
+            total += d->tablets[i].sstable_bytes;
+            all = all && d->tablets[i].sstable_bytes > 0;
+        }
+        bt_table_desc_free(d);
+        if (all) break;
+        usleep(200000);
+    }
+    cr_assert_gt(total, 4096, "tablet sizes never reported (total %" PRIu64 ")", total);
+    bt_table_close(t);
 }
