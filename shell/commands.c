@@ -855,7 +855,15 @@ static int cmd_status(sh_ctx *c, const sh_cmd *cmd)
             add_u64(x, "sstable_bytes", s->sstable_bytes);
             add_u64(x, "reads", s->reads);
             add_u64(x, "writes", s->writes);
+            add_u64(x, "compaction_queue", s->compaction_queue);
             cJSON_AddItemToArray(a, x);
+        }
+        cJSON *ev = cJSON_AddArrayToObject(o, "events");
+        for (size_t i = 0; i < st->n_events; i++) {
+            cJSON *x = cJSON_CreateObject();
+            add_u64(x, "time_us", (uint64_t)(st->events[i].time_us > 0 ? st->events[i].time_us : 0));
+            cJSON_AddStringToObject(x, "text", st->events[i].text ? st->events[i].text : "");
+            cJSON_AddItemToArray(ev, x);
         }
         char *txt = cJSON_PrintUnformatted(o);
         if (txt) fprintf(c->out, "%s\n", txt);
@@ -868,18 +876,28 @@ static int cmd_status(sh_ctx *c, const sh_cmd *cmd)
     fprintf(c->out, "%" PRIu64 " tables, %" PRIu64 " tablets, %" PRIu64 " unassigned; %" PRIu64
                     " servers recovered, %" PRIu64 " tablets moved, %" PRIu64 " splits\n",
             st->tables, st->tablets, st->unassigned_tablets, st->servers_recovered, st->tablets_moved, st->splits);
+    /* the master's last few events, oldest first */
+    size_t first_ev = st->n_events > 5 ? st->n_events - 5 : 0;
+    for (size_t i = first_ev; i < st->n_events; i++) {
+        time_t secs = (time_t)(st->events[i].time_us / 1000000);
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&secs, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(c->out, "  %s  %s\n", when, st->events[i].text ? st->events[i].text : "");
+    }
     static const char *const h[] = {"server", "address", "tablets", "memtable_bytes", "sstable_bytes", "reads",
-                                    "writes"};
-    sh_table *t = new_table(7, h);
+                                    "writes", "compaction_queue"};
+    sh_table *t = new_table(8, h);
     for (size_t i = 0; t && i < st->n_servers; i++) {
         const bt_server_status *s = &st->servers[i];
-        char n[5][24];
+        char n[6][24];
         snprintf(n[0], 24, "%" PRIu64, s->tablets);
         snprintf(n[1], 24, "%" PRIu64, s->memtable_bytes);
         snprintf(n[2], 24, "%" PRIu64, s->sstable_bytes);
         snprintf(n[3], 24, "%" PRIu64, s->reads);
         snprintf(n[4], 24, "%" PRIu64, s->writes);
-        const char *cells[7] = {s->id ? s->id : "", s->address ? s->address : "", n[0], n[1], n[2], n[3], n[4]};
+        snprintf(n[5], 24, "%" PRIu64, s->compaction_queue);
+        const char *cells[8] = {s->id ? s->id : "", s->address ? s->address : "", n[0], n[1], n[2], n[3], n[4], n[5]};
         sh_table_add(t, cells, NULL);
     }
     bt_cluster_status_free(st);
