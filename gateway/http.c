@@ -1,0 +1,567 @@
+/* gateway/http.c: the HTTP server of bt-gateway (see http.h).
+ *
+ * libevent 2.1's evhttp has no connection limit, no hook when it accepts a
+ * connection and no way to replace its canned error pages.  Three small
+ * mechanisms fill the gaps, all on the connection's own loop thread:
+ *
+ *   - evhttp_set_bevcb gives us every accepted connection's bufferevent
+ *     before evhttp wraps it.  We note it and activate the loop's "hook"
+ *     event, which runs before the loop polls again -- after evhttp has
+ *     finished setting the connection up, before any byte of it is read.
+ *     The hook finds the evhttp_connection (the bufferevent's callback
+ *     argument, checked with evhttp_connection_get_bufferevent), counts it
+ *     against --max-connections (over the limit: a canned 503 and close),
+ *     and sets its close callback, which uncounts it and ends a stream that
+ *     was being sent on it (the client went away).
+ *   - The hook also watches the connection's output buffer.  Bytes added
+ *     while no handler of ours runs are evhttp's own error pages (malformed
+ *     request: 400; headers or body over the limit: 413), written as HTML;
+ *     a second deferred event ("fix") replaces such a page with the same
+ *     error as JSON before the loop writes it to the socket.
+ *   - Streams (gw_reply_stream) are linked per loop so the close callback
+ *     can find the one of a closing connection.
+ */
+#include "gateway/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+
+#include "common/status.h"
+
+typedef struct gw_loop gw_loop;
+
+/* A list of bufferevents waiting for a deferred event (hook or fix). */
+typedef struct bev_list {
+    struct bufferevent **v;
+    size_t n, cap;
+} bev_list;
+
+struct gw_loop {
+    gw_http *h;
+    struct event_base *base;
+    struct evhttp *http;
+    pthread_t tid;
+    bool started;
+    struct event *hook_ev, *fix_ev;
+    bev_list hook, fix;         /* filled and drained on this loop's thread */
+    int in_handler;             /* >0 while our code writes responses */
+    gw_req *streams;            /* streams being sent on this loop */
+};
+
+struct gw_http {
+    gw_http_options o;
+    int fd;
+    uint16_t port;
+    int n_loops;
+    gw_loop *loops;
+    atomic_int conns;
+    atomic_bool stopping;
+};
+
+struct gw_req {
+    struct evhttp_request *ev;
+    struct evhttp_connection *evcon;
+    gw_loop *loop;
+    int64_t start_us;
+    const char *endpoint;
+    int status;
+    bool replied;
+    /* streams */
+    gw_produce_fn produce;
+    gw_stream_done_fn done;
+    void *arg;
+    gw_req *next, *prev;
+    bool in_request;            /* on_request still runs: it frees r */
+    bool ended;                 /* the stream ended during on_request */
+};
+
+static _Thread_local gw_loop *tl_loop;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static int bev_list_add(bev_list *l, struct bufferevent *b)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i] == b) return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 16;
+        struct bufferevent **nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv) return -1;
+        l->v = nv;
+        l->cap = nc;
+    }
+    l->v[l->n++] = b;
+    return 0;
+}
+
+/* ---- metrics and replies ------------------------------------------------------- */
+
+static void observe(gw_req *r)
+{
+    if (r->loop->h->o.metrics)
+        gw_metrics_observe(r->loop->h->o.metrics, r->endpoint, r->status, (uint64_t)(now_us() - r->start_us));
+}
+
+int gw_req_method(const gw_req *r)
+{
+    switch (evhttp_request_get_command(r->ev)) {
+    case EVHTTP_REQ_GET: return GW_GET;
+    case EVHTTP_REQ_POST: return GW_POST;
+    case EVHTTP_REQ_HEAD: return GW_HEAD;
+    case EVHTTP_REQ_PUT: return GW_PUT;
+    case EVHTTP_REQ_DELETE: return GW_DELETE;
+    default: return GW_OTHER;
+    }
+}
+
+const char *gw_req_uri(const gw_req *r) { return evhttp_request_get_uri(r->ev); }
+
+const char *gw_req_header(const gw_req *r, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+const uint8_t *gw_req_body(gw_req *r, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    *len = evbuffer_get_length(in);
+    return *len ? evbuffer_pullup(in, -1) : NULL;
+}
+
+void gw_req_set_endpoint(gw_req *r, const char *endpoint) { r->endpoint = endpoint; }
+
+void gw_reply(gw_req *r, int status, const char *ctype, const void *body, size_t len, const char *extra_name,
+              const char *extra_value)
+{
+    if (r->replied) return;
+    r->replied = true;
+    r->status = status;
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(hd, "Content-Type", ctype);
+    if (extra_name) evhttp_add_header(hd, extra_name, extra_value);
+    struct evbuffer *b = evbuffer_new();
+    if (b && len) evbuffer_add(b, body, len);
+    r->loop->in_handler++;
+    evhttp_send_reply(r->ev, status, reason(status), b);
+    r->loop->in_handler--;
+    if (b) evbuffer_free(b);
+    observe(r);
+}
+
+/* Appends s as a JSON string body (ASCII-safe: control bytes escaped; other
+ * bytes are copied, the caller passes UTF-8). */
+static void json_str(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    if (o + 1 < cap) out[o++] = '"';
+    for (; *s && o + 8 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    if (o + 1 < cap) out[o++] = '"';
+    out[o < cap ? o : cap - 1] = '\0';
+}
+
+static int error_body(char *out, size_t cap, const char *code, const char *msg)
+{
+    char esc[1200];
+    json_str(esc, sizeof esc, msg);
+    return snprintf(out, cap, "{\"error\":{\"code\":\"%s\",\"message\":%s}}\n", code, esc);
+}
+
+void gw_reply_error(gw_req *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512], body[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int n = error_body(body, sizeof body, code, msg);
+    gw_reply(r, status, "application/json", body, (size_t)n, NULL, NULL);
+}
+
+/* ---- streams ----------------------------------------------------------------------- */
+
+static void stream_unlink(gw_req *r)
+{
+    gw_loop *l = r->loop;
+    if (r->prev) r->prev->next = r->next;
+    else if (l->streams == r) l->streams = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
+/* Ends a stream: ev is still ours to finish when owned (NULL: evhttp frees it). */
+static void stream_end(gw_req *r, bool completed, bool send_end)
+{
+    stream_unlink(r);
+    if (send_end) {
+        r->loop->in_handler++;
+        evhttp_send_reply_end(r->ev);
+        r->loop->in_handler--;
+    }
+    observe(r);
+    r->done(r->arg, completed);
+    if (r->in_request) r->ended = true;
+    else free(r);
+}
+
+static void on_chunk_written(struct evhttp_connection *evcon, void *arg);
+
+/* Produces and queues the next part; the next call comes from
+ * on_chunk_written once it has left. */
+static void stream_pump(gw_req *r)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        stream_end(r, false, true);
+        return;
+    }
+    int rc = 0;
+    while (rc == 0 && evbuffer_get_length(b) == 0) rc = r->produce(r->arg, b);
+    r->loop->in_handler++;
+    if (rc == 0) {
+        evhttp_send_reply_chunk_with_cb(r->ev, b, on_chunk_written, r);
+        r->loop->in_handler--;
+        evbuffer_free(b);
+        return;
+    }
+    if (evbuffer_get_length(b)) evhttp_send_reply_chunk(r->ev, b);
+    r->loop->in_handler--;
+    evbuffer_free(b);
+    stream_end(r, rc == 1, true);
+}
+
+static void on_chunk_written(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    stream_pump(arg);
+}
+
+void gw_reply_stream(gw_req *r, int status, const char *ctype, gw_produce_fn produce, gw_stream_done_fn done,
+                     void *arg)
+{
+    r->replied = true;
+    r->status = status;
+    r->produce = produce;
+    r->done = done;
+    r->arg = arg;
+    gw_loop *l = r->loop;
+    r->next = l->streams;
+    if (l->streams) l->streams->prev = r;
+    l->streams = r;
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Content-Type", ctype);
+    l->in_handler++;
+    evhttp_send_reply_start(r->ev, status, reason(status));
+    l->in_handler--;
+    stream_pump(r);
+}
+
+/* ---- requests ---------------------------------------------------------------------- */
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+    gw_loop *l = arg;
+    gw_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        evhttp_send_error(ev, 500, "Internal Server Error");
+        return;
+    }
+    r->ev = ev;
+    r->evcon = evhttp_request_get_connection(ev);
+    r->loop = l;
+    r->start_us = now_us();
+    r->endpoint = "unknown";
+    r->in_request = true;
+    l->in_handler++;
+    l->h->o.handler(l->h->o.handler_arg, r);
+    l->in_handler--;
+    if (!r->replied) gw_reply_error(r, 500, "INTERNAL", "the handler gave no answer");
+    r->in_request = false;
+    if (!r->produce || r->ended) free(r);
+}
+
+/* ---- connections: counting, close, canned errors ------------------------------------ */
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    gw_loop *l = arg;
+    atomic_fetch_sub(&l->h->conns, 1);
+    gw_req *s = l->streams;
+    while (s) {
+        gw_req *next = s->next;
+        if (s->evcon == evcon) {
+            /* A request evhttp detached from its failing connection is ours
+             * to free (evhttp_send_reply_end does); one still attached goes
+             * with the connection. */
+            bool detached = evhttp_request_get_connection(s->ev) == NULL;
+            stream_end(s, false, detached);
+        }
+        s = next;
+    }
+}
+
+/* Output of a connection grew: if none of our code is writing, it is one of
+ * evhttp's own error pages; rewrite it before it leaves. */
+static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    gw_loop *l = tl_loop;
+    if (!l || l->in_handler || info->n_added == 0 || info->orig_size != 0) return;
+    if (bev_list_add(&l->fix, arg) == 0) event_active(l->fix_ev, EV_READ, 0);
+}
+
+static void on_fix(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_loop *l = arg;
+    for (size_t i = 0; i < l->fix.n; i++) {
+        struct evbuffer *out = bufferevent_get_output(l->fix.v[i]);
+        size_t len = evbuffer_get_length(out);
+        char *p = (char *)evbuffer_pullup(out, (ev_ssize_t)len);
+        int status = 0;
+        if (!p || len < 13 || strncmp(p, "HTTP/1.", 7) || sscanf(p + 9, "%3d", &status) != 1) continue;
+        if (status < 400 || !memmem(p, len, "\r\n\r\n<HTML><HEAD>", 16)) continue;
+        const char *code = "INVALID_ARGUMENT", *msg;
+        char m[160];
+        snprintf(m, sizeof m, "malformed HTTP request, or request line and headers over %zu bytes",
+                 l->h->o.max_header);
+        msg = m;
+        if (status == 413) {
+            code = "TOO_LARGE";
+            snprintf(m, sizeof m, "request too large: headers over %zu bytes or body over %zu bytes",
+                     l->h->o.max_header, l->h->o.max_body);
+            msg = m;
+        } else if (status == 405 || status == 501) {
+            status = 405;
+            code = "METHOD_NOT_ALLOWED";
+            msg = "method not allowed";
+        } else {
+            status = 400;
+        }
+        char body[400];
+        int n = error_body(body, sizeof body, code, msg);
+        evbuffer_drain(out, len);
+        l->in_handler++;
+        evbuffer_add_printf(out,
+                            "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                            "Connection: close\r\n\r\n%s",
+                            status, reason(status), n, body);
+        l->in_handler--;
+    }
+    l->fix.n = 0;
+}
+
+static void on_hook(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_loop *l = arg;
+    gw_http *h = l->h;
+    for (size_t i = 0; i < l->hook.n; i++) {
+        struct bufferevent *bev = l->hook.v[i];
+        bufferevent_data_cb rcb, wcb;
+        bufferevent_event_cb ecb;
+        void *cbarg = NULL;
+        bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
+        struct evhttp_connection *evcon = cbarg;
+        if (!evcon || evhttp_connection_get_bufferevent(evcon) != bev) continue; /* not evhttp's: leave it */
+        if (atomic_fetch_add(&h->conns, 1) >= h->o.max_connections) {
+            atomic_fetch_sub(&h->conns, 1);
+            char body[200], resp[400];
+            int n = error_body(body, sizeof body, "UNAVAILABLE", "too many connections");
+            int rn = snprintf(resp, sizeof resp,
+                              "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                              "Content-Length: %d\r\nConnection: close\r\n\r\n%s", n, body);
+            if (write(bufferevent_getfd(bev), resp, (size_t)rn) < 0) { /* best effort */ }
+            evhttp_connection_free(evcon);
+            continue;
+        }
+        evhttp_connection_set_closecb(evcon, on_close, l);
+        evbuffer_add_cb(bufferevent_get_output(bev), on_output, bev);
+    }
+    l->hook.n = 0;
+}
+
+static struct bufferevent *on_bev(struct event_base *base, void *arg)
+{
+    gw_loop *l = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev && bev_list_add(&l->hook, bev) == 0) event_active(l->hook_ev, EV_READ, 0);
+    return bev;
+}
+
+/* ---- threads, start, stop ------------------------------------------------------------ */
+
+static void *loop_main(void *arg)
+{
+    gw_loop *l = arg;
+    tl_loop = l;
+    event_base_dispatch(l->base);
+    tl_loop = NULL;
+    return NULL;
+}
+
+static int bind_socket(gw_http *h)
+{
+    const char *host = h->o.host ? h->o.host : "127.0.0.1";
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->o.port)};
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return bt_err(BT_EINVAL, "--host %s: not an IPv4 address", host);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return bt_err(BT_EIO, "socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1024)) {
+        int e = errno;
+        close(fd);
+        return bt_err(BT_EIO, "bind %s:%u: %s", host, (unsigned)h->o.port, strerror(e));
+    }
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    h->fd = fd;
+    h->port = ntohs(sa.sin_port);
+    return BT_OK;
+}
+
+static int loop_init(gw_http *h, gw_loop *l)
+{
+    l->h = h;
+    l->base = event_base_new();
+    if (!l->base) return bt_err(BT_ENOMEM, "event_base_new failed");
+    l->http = evhttp_new(l->base);
+    l->hook_ev = event_new(l->base, -1, 0, on_hook, l);
+    l->fix_ev = event_new(l->base, -1, 0, on_fix, l);
+    if (!l->http || !l->hook_ev || !l->fix_ev) return bt_err(BT_ENOMEM, "evhttp_new failed");
+    evhttp_set_max_body_size(l->http, (ev_ssize_t)h->o.max_body);
+    evhttp_set_max_headers_size(l->http, (ev_ssize_t)h->o.max_header);
+    evhttp_set_timeout(l->http, h->o.idle_timeout_s);
+    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_flags(l->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_gencb(l->http, on_request, l);
+    evhttp_set_bevcb(l->http, on_bev, l);
+    int fd = dup(h->fd);
+    if (fd < 0) return bt_err(BT_EIO, "dup: %s", strerror(errno));
+    if (!evhttp_accept_socket_with_handle(l->http, fd)) {
+        close(fd);
+        return bt_err(BT_EIO, "evhttp_accept_socket failed");
+    }
+    return BT_OK;
+}
+
+int gw_http_start(const gw_http_options *o, gw_http **out)
+{
+    *out = NULL;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+    gw_http *h = calloc(1, sizeof *h);
+    if (!h) return BT_ENOMEM;
+    h->o = *o;
+    if (!h->o.threads) h->o.threads = 8;
+    if (!h->o.max_body) h->o.max_body = 16u << 20;
+    if (!h->o.max_header) h->o.max_header = 16u << 10;
+    if (!h->o.max_connections) h->o.max_connections = 1024;
+    if (!h->o.idle_timeout_s) h->o.idle_timeout_s = 60;
+    h->fd = -1;
+    int rc = bind_socket(h);
+    if (rc) {
+        free(h);
+        return rc;
+    }
+    h->n_loops = h->o.threads;
+    h->loops = calloc((size_t)h->n_loops, sizeof *h->loops);
+    if (!h->loops) rc = BT_ENOMEM;
+    for (int i = 0; !rc && i < h->n_loops; i++) rc = loop_init(h, &h->loops[i]);
+    for (int i = 0; !rc && i < h->n_loops; i++) {
+        if (pthread_create(&h->loops[i].tid, NULL, loop_main, &h->loops[i])) rc = bt_err(BT_ENOMEM, "pthread_create");
+        else h->loops[i].started = true;
+    }
+    if (rc) {
+        gw_http_stop(h);
+        gw_http_free(h);
+        return rc;
+    }
+    *out = h;
+    return BT_OK;
+}
+
+uint16_t gw_http_port(const gw_http *h) { return h->port; }
+
+int gw_http_connections(const gw_http *h) { return atomic_load(&((gw_http *)h)->conns); }
+
+void gw_http_stop(gw_http *h)
+{
+    if (!h || atomic_exchange(&h->stopping, true)) return;
+    for (int i = 0; i < h->n_loops; i++)
+        if (h->loops && h->loops[i].base) event_base_loopexit(h->loops[i].base, NULL);
+}
+
+void gw_http_free(gw_http *h)
+{
+    if (!h) return;
+    for (int i = 0; h->loops && i < h->n_loops; i++)
+        if (h->loops[i].started) pthread_join(h->loops[i].tid, NULL);
+    for (int i = 0; h->loops && i < h->n_loops; i++) {
+        gw_loop *l = &h->loops[i];
+        tl_loop = NULL;
+        if (l->http) evhttp_free(l->http); /* closes connections: streams end */
+        if (l->hook_ev) event_free(l->hook_ev);
+        if (l->fix_ev) event_free(l->fix_ev);
+        if (l->base) event_base_free(l->base);
+        free(l->hook.v);
+        free(l->fix.v);
+    }
+    free(h->loops);
+    if (h->fd >= 0) close(h->fd);
+    free(h);
+}
