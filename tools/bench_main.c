@@ -43,6 +43,7 @@
 
 #include "common/status.h"
 #include "tabletserver/tablet.h"
+#include "tools/bench_sdk.h"
 #include "tools/bench_server.h"
 
 #define KEY_LEN        16
@@ -665,6 +666,8 @@ static void usage(FILE *f)
         "usage: bt-bench embedded --engine tablet|leveldb --n N --dir DIR [options]\n"
         "       bt-bench server --addr HOST:PORT --workload write|read|scan [options]\n"
         "               (see bt-bench server --help)\n"
+        "       bt-bench sdk --lock URL --table T --workload put|get [options]\n"
+        "               (see bt-bench sdk --help)\n"
         "\n"
         "  --engine E        tablet or leveldb (required)\n"
         "  --n N             number of keys and operations (required, >= 1)\n"
@@ -857,6 +860,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "server") == 0)
         return bench_server_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "sdk") == 0)
+        return bench_sdk_main(argc, argv);
     if (wants_help(argc, argv)) {
         usage(stdout);
         return 0;
