@@ -450,26 +450,52 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static int bind_socket(gw_http *h)
+/* One listening socket on host:port with SO_REUSEPORT: every loop thread
+ * has its own, bound to the same port, and the kernel spreads new
+ * connections over them.  (One shared socket would let whichever thread
+ * wakes first accept a whole burst of connections, which then queue behind
+ * each other's blocking calls on that one thread.) */
+static int listen_socket(const char *host, uint16_t port, int *fd_out, uint16_t *port_out)
 {
-    const char *host = h->o.host ? h->o.host : "127.0.0.1";
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->o.port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return bt_err(BT_EINVAL, "--host %s: not an IPv4 address", host);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return bt_err(BT_EIO, "socket: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1024)) {
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1024)) {
         int e = errno;
         close(fd);
-        return bt_err(BT_EIO, "bind %s:%u: %s", host, (unsigned)h->o.port, strerror(e));
+        return bt_err(BT_EIO, "bind %s:%u: %s", host, (unsigned)port, strerror(e));
     }
     socklen_t sl = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &sl);
-    h->fd = fd;
-    h->port = ntohs(sa.sin_port);
+    *fd_out = fd;
+    if (port_out) *port_out = ntohs(sa.sin_port);
     return BT_OK;
+}
+
+static int bind_socket(gw_http *h)
+{
+    const char *host = h->o.host ? h->o.host : "127.0.0.1";
+    /* a port someone else already listens on must fail even though our own
+     * sockets share it: probe without SO_REUSEPORT first */
+    if (h->o.port) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->o.port)};
+        const char *hh = strcmp(host, "localhost") ? host : "127.0.0.1";
+        if (inet_pton(AF_INET, hh, &sa.sin_addr) != 1) return bt_err(BT_EINVAL, "--host %s: not an IPv4 address", host);
+        int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0) return bt_err(BT_EIO, "socket: %s", strerror(errno));
+        int one = 1;
+        setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        int r = bind(probe, (struct sockaddr *)&sa, sizeof sa);
+        int e = errno;
+        close(probe);
+        if (r) return bt_err(BT_EIO, "bind %s:%u: %s", host, (unsigned)h->o.port, strerror(e));
+    }
+    return listen_socket(host, h->o.port, &h->fd, &h->port);
 }
 
 static int loop_init(gw_http *h, gw_loop *l)
@@ -490,8 +516,14 @@ static int loop_init(gw_http *h, gw_loop *l)
     evhttp_set_flags(l->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(l->http, on_request, l);
     evhttp_set_bevcb(l->http, on_bev, l);
-    int fd = dup(h->fd);
-    if (fd < 0) return bt_err(BT_EIO, "dup: %s", strerror(errno));
+    int fd = -1;
+    if (l == &h->loops[0]) {
+        fd = dup(h->fd);
+        if (fd < 0) return bt_err(BT_EIO, "dup: %s", strerror(errno));
+    } else {
+        int rc = listen_socket(h->o.host ? h->o.host : "127.0.0.1", h->port, &fd, NULL);
+        if (rc) return rc;
+    }
     if (!evhttp_accept_socket_with_handle(l->http, fd)) {
         close(fd);
         return bt_err(BT_EIO, "evhttp_accept_socket failed");
@@ -507,7 +539,7 @@ int gw_http_start(const gw_http_options *o, gw_http **out)
     gw_http *h = calloc(1, sizeof *h);
     if (!h) return BT_ENOMEM;
     h->o = *o;
-    if (!h->o.threads) h->o.threads = 8;
+    if (!h->o.threads) h->o.threads = 64;
     if (!h->o.max_body) h->o.max_body = 16u << 20;
     if (!h->o.max_header) h->o.max_header = 16u << 10;
     if (!h->o.max_connections) h->o.max_connections = 1024;

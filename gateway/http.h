@@ -1,8 +1,8 @@
 /* gateway/http.h: bt-gateway's HTTP/1.1 server (libevent evhttp).
  *
- * N loop threads, each with its own event_base and evhttp, accept on one
- * shared listening socket (each thread listens on its own dup of it; the
- * kernel wakes them and one wins each accept).  A request is handled on the
+ * N loop threads, each with its own event_base and evhttp, each listening
+ * on its own socket bound to the same port with SO_REUSEPORT, so the kernel
+ * spreads new connections over the threads.  A request is handled on the
  * loop thread that read it, from start to end: the handler may block (libbt
  * calls do), which stalls only that thread's other connections, so --threads
  * bounds the requests served at once.  Connections are keep-alive.
@@ -41,7 +41,7 @@ typedef void (*gw_handler_fn)(void *arg, gw_req *r);
 typedef struct gw_http_options {
     const char *host;           /* NULL -> "127.0.0.1" */
     uint16_t port;              /* 0: an ephemeral port (gw_http_port) */
-    int threads;                /* loop threads; 0 -> 8 */
+    int threads;                /* loop threads; 0 -> 64 */
     size_t max_body;            /* bytes; 0 -> 16 MiB */
     size_t max_header;          /* bytes of request line + headers; 0 -> 16 KiB */
     int max_connections;        /* open connections; 0 -> 1024 */

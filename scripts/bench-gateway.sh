@@ -18,7 +18,7 @@
 #   SERVER_BENCH [1]  also run bt-bench server (own bt-lockd + tablet server)
 #   GW_THREADS        start a second bt-gateway with --threads GW_THREADS on
 #                     the same cluster and drive that one (bt-cluster's
-#                     gateway runs with its default, 8 loop threads)
+#                     gateway runs with its default, 64 loop threads)
 #   PERF [0]          1: record the gateway with perf during the wrk runs
 #                     (reports in ./perf-gateway-get.txt, -put.txt)
 #

@@ -44,7 +44,8 @@ static void usage(FILE *f)
         "                           bt://127.0.0.1:7000)\n"
         "    --host ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
         "    --port N               TCP port (default 8080; 0 picks a free port)\n"
-        "    --threads N            event-loop threads (default 8)\n"
+        "    --threads N            event-loop threads, i.e. requests served at once\n"
+        "                           (default 64)\n"
         "    --max-body-mb N        request body limit, MiB (default 16; over: 413)\n"
         "    --max-header-kb N      request line + headers limit, KiB (default 16;\n"
         "                           over: 400)\n"
@@ -83,7 +84,7 @@ int main(int argc, char **argv)
     const char *env_lock = getenv("BT_LOCK");
     const char *lock = env_lock && *env_lock ? env_lock : "bt://127.0.0.1:7000";
     const char *host = "127.0.0.1";
-    unsigned long port = 8080, threads = 8, body_mb = 16, header_kb = 16, depth = 64, conns = 1024, idle = 60,
+    unsigned long port = 8080, threads = 64, body_mb = 16, header_kb = 16, depth = 64, conns = 1024, idle = 60,
                   timeout_ms = 10000;
     static const struct { const char *name; unsigned long min, max; } nums[] = {
         {"--port", 0, 65535}, {"--threads", 1, 256}, {"--max-body-mb", 1, 1024}, {"--max-header-kb", 1, 1024},
