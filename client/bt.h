@@ -379,19 +379,22 @@ void bt_cluster_status_free(bt_cluster_status *s);
  * tablets, instead of sending mutations (HBase's completebulkload).  Cells
  * are added in any order; bt_bulk_finish sorts them with bounded memory
  * (sorted runs spill to files), writes SSTables cut at the table's tablet
- * boundaries into a staging directory under the cluster's data directory
- * (which must be reachable from the client at the servers' path), and
- * attaches each tablet's files atomically with one RPC: every row becomes
- * visible with all its cells at once, or not at all.  A tablet that split or
- * moved meanwhile is re-resolved and its files re-cut.  A load that is
- * abandoned (crash, bt_bulk_abort) attaches nothing further; staged files
+ * boundaries into the tablets' directories (the client must see the
+ * servers' --data-dir at the same path), and attaches each tablet's files
+ * with one RPC that gives them one sequence number: every row becomes
+ * visible with all its cells at once, or not at all.  The load takes effect
+ * at that attach: it overrides earlier writes of the same cells (same row,
+ * column and timestamp) and earlier deletions, and later ones override it.
+ * A tablet that moved meanwhile gets the same files attached on its new
+ * server; one that split gets them cut again for its children.  A load that
+ * is abandoned (crash, bt_bulk_abort) attaches nothing further; staged files
  * nobody attached are removed by the master's garbage collection. */
 typedef struct bt_bulk bt_bulk;
 
 typedef struct bt_bulk_options {
     size_t memory_bytes;        /* buffered cells before a run spills; 0 -> 256 MiB */
     const char *tmp_dir;        /* for spilled runs; NULL -> $TMPDIR or /tmp */
-    uint64_t sstable_bytes;     /* cut an SSTable past this size; 0 -> 64 MiB */
+    uint64_t sstable_bytes;     /* cut an SSTable past this size; 0 -> 256 MiB */
 } bt_bulk_options;
 
 typedef struct bt_bulk_stats {
@@ -400,14 +403,14 @@ typedef struct bt_bulk_stats {
     uint64_t sstables;                  /* files attached */
     uint64_t tablets;                   /* tablets that received files */
     uint64_t recuts;                    /* tablets whose files were written again
-                                           because the tablet moved or split */
+                                           because the tablet split meanwhile */
 } bt_bulk_stats;
 
 /* Starts a bulk load into an existing table (o may be NULL). */
 int bt_bulk_begin(bt_client *c, const char *table, const bt_bulk_options *o, bt_bulk **out);
 /* Adds one cell (copied).  Validated like bt_mutation_set: BT_EINVAL,
  * BT_ENOTFOUND (unknown family), BT_ETOOBIG.  BT_SERVER_TIME is not allowed
- * (BT_EINVAL): bulk cells carry their timestamps.  The same cell added twice
+ * (BT_EINVAL): bulk cells carry their timestamps, in [0, INT64_MAX).  The same cell added twice
  * keeps the value added last. */
 int bt_bulk_add(bt_bulk *b, const void *row, size_t row_len, const char *family, const void *qualifier,
                 size_t qualifier_len, int64_t timestamp, const void *value, size_t value_len);

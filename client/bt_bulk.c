@@ -8,13 +8,17 @@
  * last.  A full buffer is sorted and spilled as an SSTable ("run") into a
  * private temporary directory.  bt_bulk_finish merges the in-memory entries
  * with every run (sstable's merging iterator), drops duplicates, and routes
- * the stream to the table's tablets in row order: per tablet it reserves a
- * sequence (TSP_BULK_PREPARE), writes the tablet's SSTables (one builder per
- * locality group, cut at sstable_bytes) into the tablet's directory with
- * keys carrying that sequence, and attaches them (TSP_BULK_ATTACH).  If the
- * attach is refused because the tablet moved, split or restarted, the files
- * just written are themselves merged and routed again over a fresh
- * description of the table ("re-cut"), then removed.
+ * the stream to the table's tablets in row order: per tablet it asks for
+ * the tablet's directory (TSP_BULK_PREPARE), writes the tablet's SSTables
+ * there (one builder per locality group, cut at sstable_bytes; keys with the
+ * bulk placeholder tag, names carrying a random load id) and attaches them
+ * (TSP_BULK_ATTACH), which gives them one sequence number.  An attach that
+ * fails on the way (timeout, lost connection, the tablet moved) is repeated
+ * with the same load id where the tablet is now: the tablet answers OK to a
+ * load it already attached, and a tablet that moved reads the same
+ * directory.  Only if the tablet split meanwhile are the files merged and
+ * routed again over a fresh description of the table ("re-cut"), then
+ * removed.
  */
 #include "client/bt_internal.h"
 #include "common/log.h"
@@ -26,6 +30,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/random.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -65,7 +71,7 @@ int bt_bulk_begin(bt_client *c, const char *table, const bt_bulk_options *o, bt_
     if (o) b->o = *o;
     if (!b->o.memory_bytes) b->o.memory_bytes = (size_t)256 << 20;
     if (b->o.memory_bytes < ((size_t)1 << 20)) b->o.memory_bytes = (size_t)1 << 20;
-    if (!b->o.sstable_bytes) b->o.sstable_bytes = (uint64_t)64 << 20;
+    if (!b->o.sstable_bytes) b->o.sstable_bytes = (uint64_t)256 << 20;
     int rc = bt_table_open(c, table, &b->t);
     if (!rc) rc = bt_table_schema(b->t, true, &b->schema);
     if (rc) {
@@ -85,8 +91,8 @@ int bt_bulk_add(bt_bulk *b, const void *row, size_t row_len, const char *family,
     if (!b || !family) return bt_err(BT_EINVAL, "bt_bulk_add: NULL argument");
     int rc = bt_check_row(row, row_len);
     if (rc) return rc;
-    if (timestamp == BT_SERVER_TIME || timestamp < 0)
-        return bt_err(BT_EINVAL, "bulk cells need a timestamp >= 0 (BT_SERVER_TIME is not allowed)");
+    if (timestamp == BT_SERVER_TIME || timestamp < 0 || timestamp == INT64_MAX)
+        return bt_err(BT_EINVAL, "bulk cells need a timestamp in [0, INT64_MAX) (BT_SERVER_TIME is not allowed)");
     if (qualifier_len > TS_MAX_QUALIFIER)
         return bt_err(BT_ETOOBIG, "qualifier of %zu bytes (the limit is %d)", qualifier_len, TS_MAX_QUALIFIER);
     if (value_len > TS_MAX_VALUE)
@@ -255,7 +261,7 @@ typedef struct sess {
     bool open;
     uint64_t id;
     char server[256];
-    uint64_t seq, nonce;
+    uint64_t load_id;               /* random; in the files' names */
     char dir[PATH_MAX];
     sst_builder *b[TS_MAX_GROUPS];
     int cur[TS_MAX_GROUPS];         /* index in files[] of each group's open file */
@@ -282,7 +288,7 @@ typedef struct router {
 
 static void free_desc(router *R)
 {
-    for (size_t i = 0; R->d && i < R->d->n_tablets; i++) bt_buf_free(&R->end_esc[i]);
+    for (size_t i = 0; R->d && R->end_esc && i < R->d->n_tablets; i++) bt_buf_free(&R->end_esc[i]);
     free(R->end_esc);
     R->end_esc = NULL;
     bt_table_desc_free(R->d);
@@ -319,8 +325,17 @@ static void staged_free(sess *s, bool unlink_files)
     memset(s, 0, sizeof *s);
 }
 
-/* Reserves a sequence on the tablet holding key (re-describing and backing
- * off while it is unassigned, moving or splitting). */
+static uint64_t random_id(void)
+{
+    uint64_t v = 0;
+    while (!v)
+        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) v = (uint64_t)bt_now_us() * 0x9e3779b97f4a7c15ull;
+    return v;
+}
+
+/* Opens a session on the tablet holding key: asks its server for the
+ * tablet's directory (re-describing and backing off while the tablet is
+ * unassigned, moving or splitting). */
 static int open_sess(router *R, const uint8_t *key, size_t kn)
 {
     bt_op op;
@@ -343,14 +358,13 @@ static int open_sess(router *R, const uint8_t *key, size_t kn)
                 const uint8_t *dir;
                 size_t dl;
                 sess *s = &R->s;
-                rc = bt_msg_get_varint(&r, &s->seq);
-                if (!rc) rc = bt_msg_get_fixed64(&r, &s->nonce);
-                if (!rc) rc = bt_msg_get_bytes(&r, &dir, &dl);
+                rc = bt_msg_get_bytes(&r, &dir, &dl);
                 if (!rc && dl >= sizeof s->dir) rc = bt_err(BT_EINVAL, "tablet directory path too long");
                 if (!rc) {
                     memcpy(s->dir, dir, dl);
                     s->dir[dl] = '\0';
                     s->id = td->id;
+                    s->load_id = random_id();
                     snprintf(s->server, sizeof s->server, "%s", td->server);
                     s->open = true;
                     if (access(s->dir, W_OK) != 0)
@@ -362,7 +376,7 @@ static int open_sess(router *R, const uint8_t *key, size_t kn)
             bt_buf_free(&resp);
             if (!rc || !bt_retryable(rc)) return rc;
         }
-        if (!bt_op_backoff(&op, rc)) return bt_op_fail(&op, "bulk load: preparing a tablet");
+        if (!bt_op_backoff(&op, rc)) return bt_op_fail(&op, "bulk load: finding a tablet");
         if ((rc = describe(R, key, kn))) return rc;
     }
 }
@@ -372,7 +386,7 @@ static int finish_file(router *R, int g)
     sess *s = &R->s;
     sst_builder *sb = s->b[g];
     s->b[g] = NULL;
-    int rc = sst_builder_set_prop(sb, "max_seq", s->seq);
+    int rc = sst_builder_set_prop(sb, "max_seq", 0);
     if (!rc) rc = sst_builder_set_prop(sb, "num_deletions", 0);
     if (rc) {
         sst_builder_abandon(sb);
@@ -398,8 +412,12 @@ static int add_to_sess(router *R, int g, const uint8_t *k, size_t kn, const uint
             s->cap_files = nc;
         }
         char name[64], path[PATH_MAX + 64];
-        snprintf(name, sizeof name, TS_BULK_PREFIX "%016" PRIx64 "-%d.sst", s->nonce, s->next_name++);
+        snprintf(name, sizeof name, TS_BULK_PREFIX "%016" PRIx64 "-%d.sst", s->load_id, s->next_name++);
         snprintf(path, sizeof path, "%s/%s", s->dir, name);
+        /* never write over another loader's file */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) return bt_err(errno == EEXIST ? BT_EEXIST : BT_EIO, "creating %s: %s", path, strerror(errno));
+        close(fd);
         staged *f = &s->files[s->n_files];
         f->name = strdup(name);
         f->path = strdup(path);
@@ -423,21 +441,21 @@ static int add_to_sess(router *R, int g, const uint8_t *k, size_t kn, const uint
 
 static int route_stream(router *R, sst_iter *it);
 
-/* Writes the files of a session whose attach was refused again, over the
- * table's current tablets, then removes them. */
+/* Writes the files of a session whose tablet split before they were
+ * attached again, over the table's current tablets, then removes them. */
 static int recut(router *R, sess *old)
 {
     if (R->depth >= RECUT_DEPTH)
-        return bt_err(BT_EUNAVAIL, "bulk load: tablet %" PRIu64 " kept moving or splitting", old->id);
+        return bt_err(BT_EUNAVAIL, "bulk load: tablet %" PRIu64 " kept splitting", old->id);
     char **paths = calloc((size_t)old->n_files, sizeof *paths);
     sst_iter **its = calloc((size_t)old->n_files, sizeof *its);
     int rc = paths && its ? BT_OK : BT_ENOMEM;
     for (int i = 0; !rc && i < old->n_files; i++) {
         paths[i] = old->files[i].path;
         if (access(paths[i], F_OK) != 0)
-            rc = bt_err(BT_EUNAVAIL, "bulk load of tablet %" PRIu64 ": its staged file %s vanished after an "
-                        "attach whose answer was lost; whether those rows were loaded is unknown",
-                        old->id, old->files[i].name);
+            rc = bt_err(BT_EUNAVAIL, "bulk load of tablet %" PRIu64 ": its staged file %s is gone (an attach "
+                        "whose answer was lost took it before the tablet split?); whether those rows were "
+                        "loaded is unknown", old->id, old->files[i].name);
     }
     if (!rc) rc = open_file_iters(paths, (size_t)old->n_files, its);
     sst_iter *m = NULL;
@@ -472,8 +490,7 @@ static int attach(bt_client *c, const sess *s, int timeout_ms)
     bt_msg_writer w;
     bt_msg_writer_init(&w, &req);
     bt_msg_put_varint(&w, s->id);
-    bt_msg_put_fixed64(&w, s->nonce);
-    bt_msg_put_varint(&w, s->seq);
+    bt_msg_put_fixed64(&w, s->load_id);
     bt_msg_put_varint(&w, (uint64_t)s->n_files);
     for (int i = 0; i < s->n_files; i++) {
         bt_msg_put_bytes(&w, s->files[i].name, strlen(s->files[i].name));
@@ -485,7 +502,30 @@ static int attach(bt_client *c, const sess *s, int timeout_ms)
     return rc;
 }
 
-/* Finishes the open session: its files, then the attach (re-cut if refused). */
+static bool any_file_exists(const sess *s)
+{
+    for (int i = 0; i < s->n_files; i++)
+        if (access(s->files[i].path, F_OK) == 0) return true;
+    return false;
+}
+
+/* Where tablet id is now: its index in a fresh description, or -1 if it
+ * is gone (split, or its table deleted). */
+static int relocate(router *R, uint64_t id, size_t *idx)
+{
+    int rc = describe(R, NULL, 0);
+    if (rc) return rc;
+    for (size_t i = 0; i < R->d->n_tablets; i++)
+        if (R->d->tablets[i].id == id) {
+            *idx = i;
+            return BT_OK;
+        }
+    return BT_ENOTFOUND;
+}
+
+/* Finishes the open session: its files, then the attach -- repeated where
+ * the tablet is now after a failure that may have come before or after the
+ * tablet attached them, and re-cut if the tablet split. */
 static int finish_sess(router *R)
 {
     sess *s = &R->s;
@@ -499,28 +539,48 @@ static int finish_sess(router *R)
     if (bt_bulk_before_attach) bt_bulk_before_attach(s->id, bt_bulk_before_attach_arg);
     bt_op op;
     bt_op_init(&op, R->b->c);
-    for (int attempt = 0;; attempt++) {
+    bool maybe_attached = false;    /* an earlier attempt may have attached them */
+    for (;;) {
         rc = attach(R->b->c, s, bt_op_attempt_ms(&op));
-        /* a lost answer: ask the same server again (it answers OK for an
-         * attach it did); NOT_SERVING: the tablet is elsewhere now */
-        if (rc && rc != BT_ENOTSERVING && bt_retryable(rc) && attempt < 3 && bt_op_backoff(&op, rc)) continue;
-        break;
-    }
-    if (!rc) {
-        R->b->st.sstables += (uint64_t)s->n_files;
-        R->b->st.tablets++;
-        staged_free(s, false);
-        return BT_OK;
-    }
-    if (!bt_retryable(rc)) {
-        staged_free(s, true);
-        return rc;
+        if (rc == BT_ENOTFOUND && maybe_attached && !any_file_exists(s)) {
+            /* an attach whose answer was lost took them (a failed attach
+             * renames them back), and the tablet has moved since */
+            rc = BT_OK;
+        }
+        if (!rc) {
+            R->b->st.sstables += (uint64_t)s->n_files;
+            R->b->st.tablets++;
+            staged_free(s, false);
+            return BT_OK;
+        }
+        if (!bt_retryable(rc)) {
+            staged_free(s, true);
+            return rc;
+        }
+        if (rc != BT_ENOTSERVING) maybe_attached = true;
+        if (!bt_op_backoff(&op, rc)) {
+            rc = bt_op_fail(&op, "bulk load: attaching a tablet's files");
+            staged_free(s, true);
+            return rc;
+        }
+        size_t idx = 0;
+        int lr = relocate(R, s->id, &idx);
+        if (lr == BT_OK) {
+            /* the tablet moved or its server restarted: same directory */
+            snprintf(s->server, sizeof s->server, "%s", R->d->tablets[idx].server);
+            continue;
+        }
+        if (lr != BT_ENOTFOUND) {
+            staged_free(s, true);
+            return lr;
+        }
+        break; /* it split: re-cut */
     }
     sess old = *s;
     memset(s, 0, sizeof *s);
     R->b->st.recuts++;
     rc = recut(R, &old);
-    if (rc) staged_free(&old, !(rc == BT_EUNAVAIL && old.n_files && access(old.files[0].path, F_OK) != 0));
+    if (rc) staged_free(&old, true);
     return rc;
 }
 
@@ -569,12 +629,14 @@ static int route_cell(router *R, const uint8_t *k, size_t kn, const uint8_t *v, 
         R->cur++;
     }
     if (!R->s.open && (rc = open_sess(R, k, kn))) return rc;
-    /* the engine's key: the sort key with the tablet's sequence as its tag */
+    /* the file's key: the sort key with the bulk placeholder tag (a PUT tag
+     * first, for parsing out the family) */
     bt_buf_clear(&R->key);
     if ((rc = bt_buf_append(&R->key, k, kn))) return rc;
-    bt_put_fixed64_be(R->key.data + kn - SUFFIX, ~((R->s.seq << 8) | TS_KT_PUT));
+    bt_put_fixed64_be(R->key.data + kn - SUFFIX, ~(uint64_t)TS_KT_PUT);
     int g = 0;
     if ((rc = group_of(R, R->key.data, kn, &g))) return rc;
+    ts_bulk_put_tag(R->key.data + kn - SUFFIX);
     return add_to_sess(R, g, R->key.data, kn, v, vn);
 }
 

@@ -3,21 +3,22 @@
  * "Bulk load").
  *
  * The protocol, per tablet:
- *   1. prepare: the tablet reserves one sequence number S (as if it were a
- *      write) and answers S, its incarnation nonce and its directory;
- *   2. the loader writes SSTables of internal keys (PUT cells only, every
- *      key with sequence S, keys inside the tablet's range, one locality
- *      group per file) into that directory, named bulk-<nonce>-<k>.sst;
- *   3. attach: the tablet renames the files to its own names and installs
- *      them with one manifest write: all of them become visible at once.
- * A bulk load thus takes effect as of step 1: a mutation of the same cell
- * applied while it runs has a higher sequence and wins, a deletion applied
- * meanwhile hides the loaded cells it covers.  The nonce changes with every
- * load of the tablet, so an attach after the tablet moved, split or its
- * server restarted (when S may not have survived) is refused with
- * BT_ENOTSERVING and the loader starts again from step 1.  Staged files that
- * are never attached are *.sst files no manifest names: the master's GC
- * removes them after its grace period.
+ *   1. prepare: the server serving the tablet answers the tablet's directory
+ *      (an absolute path, which the loader must see at the same path);
+ *   2. the loader picks a random 64-bit load id and writes SSTables into that
+ *      directory, named bulk-<load id, 16 hex>-<n>.sst: PUT cells only, rows
+ *      inside the tablet, one locality group per file, every key with the
+ *      placeholder tag (8 bytes 0xFF) instead of a sequence;
+ *   3. attach: the tablet checks the files, gives them ONE new sequence
+ *      number G (as if they were one write, taken now), renames them to its
+ *      own names and installs them with one manifest write that records G as
+ *      each file's global_seq: all of them become visible at once.
+ * The load thus takes effect at the attach: it overrides what was written
+ * to the same cells before, and what is written or deleted after overrides
+ * it.  An attach retried with the same load id after it succeeded is
+ * answered OK (the tablet remembers its last TS_BULK_DONE loads).  Staged
+ * files that are never attached are *.sst files no manifest names: the
+ * master's GC removes them after its grace period.
  */
 #ifndef BT_TS_BULK_H
 #define BT_TS_BULK_H
@@ -35,21 +36,24 @@
 /* The SSTable options the engine uses for locality group `group`. */
 int ts_sst_options_for(const ts_schema *sc, int group, sst_options *so);
 
-/* Step 1: reserves sequence *seq; *nonce names this incarnation. */
-int ts_tablet_bulk_prepare(ts_tablet *t, uint64_t *seq, uint64_t *nonce);
+/* Appends the placeholder tag of a bulk file's keys to a key being built:
+ * writes 8 bytes at p. */
+void ts_bulk_put_tag(uint8_t *p);
 
 typedef struct ts_bulk_file {
-    const char *name;               /* bulk-*.sst in the tablet directory */
+    const char *name;               /* bulk-<load id>-<n>.sst in the tablet directory */
     int group;                      /* locality group of every key in it */
 } ts_bulk_file;
 
-/* Step 3: checks every file (name, group, its max_seq property == seq, its
- * keys' rows inside the tablet), renames them to the tablet's own names and
- * installs them atomically.  BT_ENOTSERVING if nonce is not this
- * incarnation's, BT_EINVAL / BT_ECORRUPT for a bad file (nothing attached). */
-int ts_tablet_bulk_attach(ts_tablet *t, uint64_t nonce, uint64_t seq, const ts_bulk_file *files, int n);
+/* Step 3.  Checks every file (its name carries load_id; the group exists;
+ * entries, no deletions, placeholder tags, rows inside the tablet), then
+ * renames and installs them atomically; *seq (may be NULL) receives G.
+ * BT_ENOTSERVING if the tablet is closing, splitting or fenced; BT_EINVAL /
+ * BT_ECORRUPT for a bad request or file (nothing attached, files untouched);
+ * BT_ENOTFOUND when a file is missing. */
+int ts_tablet_bulk_attach(ts_tablet *t, uint64_t load_id, const ts_bulk_file *files, int n, uint64_t *seq);
 
-/* Is name a valid staged bulk file name (bulk-<16 hex>-<digits>.sst)? */
-bool ts_bulk_name_ok(const char *name);
+/* Is name bulk-<16 hex>-<digits>.sst with that load id? */
+bool ts_bulk_name_ok(const char *name, uint64_t load_id);
 
 #endif

@@ -276,9 +276,7 @@ static int merge_tables(ts_tablet *t, ts_table **in, int n, bool full, const ts_
     sst_iter **kids = calloc((size_t)n, sizeof *kids);
     if (!kids) return BT_ENOMEM;
     for (int i = 0; i < n; i++) {
-        kids[i] = ts_range_iter_new(sst_reader_iter(in[i]->reader, false),
-                                    in[i]->meta.lo.data, in[i]->meta.lo.len,
-                                    in[i]->meta.hi.data, in[i]->meta.hi.len);
+        kids[i] = ts_table_iter(in[i], sst_reader_iter(in[i]->reader, false));
         if (!kids[i]) {
             for (int j = 0; j < i; j++) sst_iter_destroy(kids[j]);
             free(kids);

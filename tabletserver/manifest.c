@@ -4,7 +4,8 @@
  *   fixed32 magic, fixed32 version, tablet_id, lenbytes start_row,
  *   lenbytes end_row, schema, flushed_seq, last_seq, next_file, n_files,
  *   n_files x { lenbytes path, group, size, max_seq, inherited, lenbytes lo,
- *   lenbytes hi }
+ *   lenbytes hi, global_seq (version 2) }
+ * Version 1 manifests (without global_seq) are read as global_seq 0.
  */
 #include "tabletserver/manifest.h"
 #include "common/status.h"
@@ -35,6 +36,7 @@ static int encode(const ts_manifest *m, bt_buf *b)
         if (!rc) rc = bt_buf_put_varint64(b, f->inherited);
         if (!rc) rc = bt_buf_put_lenbytes(b, f->lo.data, f->lo.len);
         if (!rc) rc = bt_buf_put_lenbytes(b, f->hi.data, f->hi.len);
+        if (!rc) rc = bt_buf_put_varint64(b, f->global_seq);
     }
     if (!rc) rc = bt_buf_put_fixed64(b, XXH64(b->data, b->len, 0));
     return rc;
@@ -67,7 +69,7 @@ static int get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return 0;
 }
 
-static int decode_file(const uint8_t **p, const uint8_t *end, int n_groups, ts_file_meta *f)
+static int decode_file(const uint8_t **p, const uint8_t *end, int n_groups, uint32_t version, ts_file_meta *f)
 {
     const uint8_t *s;
     size_t n;
@@ -79,7 +81,7 @@ static int decode_file(const uint8_t **p, const uint8_t *end, int n_groups, ts_f
     f->path[n] = '\0';
     if (get_u64(p, end, &group) || group >= (uint64_t)n_groups || get_u64(p, end, &f->size) ||
         get_u64(p, end, &f->max_seq) || get_u64(p, end, &inh) || get_buf(p, end, &f->lo) ||
-        get_buf(p, end, &f->hi))
+        get_buf(p, end, &f->hi) || (version >= 2 && get_u64(p, end, &f->global_seq)))
         return -1;
     f->group = (int)group;
     f->inherited = inh != 0;
@@ -91,8 +93,8 @@ static int decode(const uint8_t *data, size_t len, ts_manifest *m)
     if (len < 16) return -1;
     const uint8_t *end = data + len - 8;
     if (bt_get_fixed64(end) != XXH64(data, len - 8, 0)) return -1;
-    if (bt_get_fixed32(data) != TS_MANIFEST_MAGIC || bt_get_fixed32(data + 4) != TS_MANIFEST_VERSION)
-        return -1;
+    uint32_t version = bt_get_fixed32(data + 4);
+    if (bt_get_fixed32(data) != TS_MANIFEST_MAGIC || version < 1 || version > TS_MANIFEST_VERSION) return -1;
     const uint8_t *p = data + 8;
     uint64_t nf;
     if (get_u64(&p, end, &m->tablet_id) || get_buf(&p, end, &m->start_row) ||
@@ -104,7 +106,7 @@ static int decode(const uint8_t *data, size_t len, ts_manifest *m)
     if (!m->files) return -1;
     m->n_files = (int)nf;
     for (int i = 0; i < m->n_files; i++)
-        if (decode_file(&p, end, m->schema.n_groups, &m->files[i])) return -1;
+        if (decode_file(&p, end, m->schema.n_groups, version, &m->files[i])) return -1;
     return p == end ? 0 : -1;
 }
 
@@ -143,6 +145,7 @@ int ts_file_meta_copy(ts_file_meta *dst, const ts_file_meta *src)
     dst->size = src->size;
     dst->max_seq = src->max_seq;
     dst->inherited = src->inherited;
+    dst->global_seq = src->global_seq;
     if (!dst->path || bt_buf_append(&dst->lo, src->lo.data, src->lo.len) ||
         bt_buf_append(&dst->hi, src->hi.data, src->hi.len)) {
         ts_file_meta_free(dst);

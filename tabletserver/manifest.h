@@ -12,7 +12,7 @@
 #include "tabletserver/tablet.h"
 
 #define TS_MANIFEST_MAGIC   0x464d5442u   /* "BTMF" little-endian */
-#define TS_MANIFEST_VERSION 1u
+#define TS_MANIFEST_VERSION 2u   /* 1 is read too (no global_seq) */
 
 /* One SSTable the tablet reads. */
 typedef struct ts_file_meta {
@@ -24,7 +24,13 @@ typedef struct ts_file_meta {
     bool inherited;      /* shared with a split sibling: never deleted by the tablet */
     /* internal-key range this tablet may read from the file: [lo, hi); empty = unbounded */
     bt_buf lo, hi;
+    /* bulk-loaded file: every key's sequence is this one (its keys carry the
+     * placeholder tag TS_BULK_TAG); 0 for files the tablet wrote */
+    uint64_t global_seq;
 } ts_file_meta;
+
+/* The tag bytes of every key of a bulk-loaded file as written. */
+#define TS_BULK_TAG_BYTE 0xFF
 
 typedef struct ts_manifest {
     uint64_t tablet_id;

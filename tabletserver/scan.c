@@ -209,6 +209,115 @@ sst_iter *ts_range_iter_new(sst_iter *child, const uint8_t *lo, size_t lo_n,
     return &r->base;
 }
 
+/* ---- bulk-loaded files: the sequence given at attach ------------------------
+ * A bulk-loaded SSTable's keys carry the placeholder tag TS_BULK_TAG (all
+ * 0xFF: the largest tag, so a seek lands on a key whose (row, column,
+ * timestamp) equals the target's whatever the target's tag); this iterator
+ * shows them with the tag of (global_seq, PUT), the sequence the tablet gave
+ * the file when it attached it (docs/formats.md, "Tablet manifest"). */
+
+typedef struct seq_iter {
+    sst_iter base;
+    sst_iter *child;
+    uint8_t tag[8];             /* encoded (global_seq, PUT) */
+    bt_buf key;                 /* the current key with its tag replaced */
+    int status;
+} seq_iter;
+
+static bool si_valid(sst_iter *it)
+{
+    seq_iter *q = (seq_iter *)it;
+    return q->status == BT_OK && sst_iter_valid(q->child);
+}
+
+/* Copies the child's current key with the real tag (if any). */
+static void si_load(seq_iter *q)
+{
+    if (!sst_iter_valid(q->child)) return;
+    size_t n;
+    const uint8_t *k = sst_iter_key(q->child, &n);
+    bt_buf_clear(&q->key);
+    if (n < TS_IKEY_SUFFIX || bt_buf_append(&q->key, k, n)) {
+        q->status = n < TS_IKEY_SUFFIX ? BT_ECORRUPT : BT_ENOMEM;
+        return;
+    }
+    memcpy(q->key.data + n - 8, q->tag, 8);
+}
+
+static void si_seek_first(sst_iter *it)
+{
+    seq_iter *q = (seq_iter *)it;
+    sst_iter_seek_first(q->child);
+    si_load(q);
+}
+
+static void si_seek(sst_iter *it, const uint8_t *t, size_t n)
+{
+    seq_iter *q = (seq_iter *)it;
+    sst_iter_seek(q->child, t, n);
+    si_load(q);
+    /* The child compared the placeholder (largest) tag: a key of the same
+     * (row, column, timestamp) as t was kept even if its real tag sorts
+     * before t's. */
+    if (si_valid(it) && q->key.len == n && n >= 8 && !memcmp(q->key.data, t, n - 8) &&
+        memcmp(q->tag, t + n - 8, 8) < 0) {
+        sst_iter_next(q->child);
+        si_load(q);
+    }
+}
+
+static void si_next(sst_iter *it)
+{
+    seq_iter *q = (seq_iter *)it;
+    sst_iter_next(q->child);
+    si_load(q);
+}
+
+static const uint8_t *si_key(sst_iter *it, size_t *n)
+{
+    seq_iter *q = (seq_iter *)it;
+    *n = q->key.len;
+    return q->key.data;
+}
+
+static const uint8_t *si_value(sst_iter *it, size_t *n) { return sst_iter_value(((seq_iter *)it)->child, n); }
+
+static int si_status(sst_iter *it)
+{
+    seq_iter *q = (seq_iter *)it;
+    return q->status ? q->status : sst_iter_status(q->child);
+}
+
+static void si_destroy(sst_iter *it)
+{
+    seq_iter *q = (seq_iter *)it;
+    sst_iter_destroy(q->child);
+    bt_buf_free(&q->key);
+    free(q);
+}
+
+static const struct sst_iter_ops seq_ops = {
+    si_valid, si_seek_first, si_seek, si_next, si_key, si_value, si_status, si_destroy,
+};
+
+sst_iter *ts_table_iter(ts_table *tb, sst_iter *raw)
+{
+    if (!raw) return NULL;
+    sst_iter *it = raw;
+    if (tb->meta.global_seq) {
+        seq_iter *q = calloc(1, sizeof *q);
+        if (!q) {
+            sst_iter_destroy(raw);
+            return NULL;
+        }
+        q->base.ops = &seq_ops;
+        q->child = raw;
+        bt_put_fixed64_be(q->tag, ~((tb->meta.global_seq << 8) | TS_KT_PUT));
+        it = &q->base;
+    }
+    return ts_range_iter_new(it, tb->meta.lo.data, tb->meta.lo.len, tb->meta.hi.data, tb->meta.hi.len);
+}
+
 /* ---- scanner ------------------------------------------------------------------ */
 
 typedef struct cell_off {
@@ -598,9 +707,8 @@ static int build_iter(ts_scanner *s, uint32_t groups, const bt_buf *point_row)
         if (point_row && !table_may_hold_row(tb, point_row, s->sc)) continue;
         /* point reads fill the block cache; range scans use it but do not
          * flush it with blocks they read once */
-        sst_iter *it = s->o.no_io ? sst_reader_iter_no_io(tb->reader)
-                                  : sst_reader_iter(tb->reader, point_row != NULL);
-        it = ts_range_iter_new(it, tb->meta.lo.data, tb->meta.lo.len, tb->meta.hi.data, tb->meta.hi.len);
+        sst_iter *it = ts_table_iter(tb, s->o.no_io ? sst_reader_iter_no_io(tb->reader)
+                                                    : sst_reader_iter(tb->reader, point_row != NULL));
         if (!it) rc = BT_ENOMEM;
         else kids[n++] = it;
     }

@@ -1440,8 +1440,8 @@ static void auto_split(ts_server *s, uint64_t id)
     pthread_mutex_unlock(&s->admin_mu);
 }
 
-/* Bulk loads (tabletserver/bulk.h): prepare answers the sequence, the
- * incarnation nonce and the tablet's directory; attach installs the files. */
+/* Bulk loads (tabletserver/bulk.h): prepare answers the tablet's directory;
+ * attach installs the files and answers the sequence they got. */
 static int do_bulk(ts_server *s, uint16_t method, bt_msg_reader *r, bt_buf *out)
 {
     uint64_t id;
@@ -1452,25 +1452,18 @@ static int do_bulk(ts_server *s, uint16_t method, bt_msg_reader *r, bt_buf *out)
         if ((rc = bt_msg_reader_done(r))) return rc;
         entry *e = tablet_get(s, id);
         if (!e) return BT_ENOTSERVING;
-        uint64_t seq = 0, nonce = 0;
-        rc = ts_tablet_bulk_prepare(e->t, &seq, &nonce);
-        if (!rc) {
-            bt_msg_writer w;
-            bt_msg_writer_init(&w, out);
-            bt_msg_put_varint(&w, seq);
-            bt_msg_put_fixed64(&w, nonce);
-            char abs[PATH_MAX];
-            int al = snprintf(abs, sizeof abs, "%s/%s", s->data_dir, e->dir);
-            if (al < 0 || (size_t)al >= sizeof abs) rc = bt_err(BT_EINVAL, "tablet directory path too long");
-            else bt_msg_put_bytes(&w, abs, (size_t)al);
-            if (!rc) rc = bt_msg_writer_status(&w);
-        }
+        bt_msg_writer w;
+        bt_msg_writer_init(&w, out);
+        char abs[PATH_MAX];
+        int al = snprintf(abs, sizeof abs, "%s/%s", s->data_dir, e->dir);
+        if (al < 0 || (size_t)al >= sizeof abs) rc = bt_err(BT_EINVAL, "tablet directory path too long");
+        else bt_msg_put_bytes(&w, abs, (size_t)al);
+        if (!rc) rc = bt_msg_writer_status(&w);
         tablet_put(s, e);
         return rc;
     }
-    uint64_t nonce = 0, seq = 0, n = 0;
-    if (!rc) rc = bt_msg_get_fixed64(r, &nonce);
-    if (!rc) rc = bt_msg_get_varint(r, &seq);
+    uint64_t load_id = 0, n = 0, seq = 0;
+    if (!rc) rc = bt_msg_get_fixed64(r, &load_id);
     if (!rc) rc = bt_msg_get_varint(r, &n);
     if (rc) return rc;
     if (n < 1 || n > TS_BULK_MAX_FILES)
@@ -1484,7 +1477,7 @@ static int do_bulk(ts_server *s, uint16_t method, bt_msg_reader *r, bt_buf *out)
         uint64_t g;
         rc = bt_msg_get_bytes(r, &nm, &nl);
         if (!rc) rc = bt_msg_get_varint(r, &g);
-        if (!rc && (nl == 0 || nl > 255 || memchr(nm, 0, nl) || g > TS_MAX_GROUPS))
+        if (!rc && (nl == 0 || nl > 255 || memchr(nm, 0, nl) || g >= TS_MAX_GROUPS))
             rc = bt_err(BT_EINVAL, "bulk attach: bad file entry %llu", (unsigned long long)i);
         if (!rc && !(names[i] = strndup((const char *)nm, nl))) rc = BT_ENOMEM;
         if (!rc) f[i] = (ts_bulk_file){ names[i], (int)g };
@@ -1493,8 +1486,14 @@ static int do_bulk(ts_server *s, uint16_t method, bt_msg_reader *r, bt_buf *out)
     entry *e = rc ? NULL : tablet_get(s, id);
     if (!rc && !e) rc = BT_ENOTSERVING;
     if (!rc) {
-        rc = ts_tablet_bulk_attach(e->t, nonce, seq, f, (int)n);
+        rc = ts_tablet_bulk_attach(e->t, load_id, f, (int)n, &seq);
         tablet_put(s, e);
+    }
+    if (!rc) {
+        bt_msg_writer w;
+        bt_msg_writer_init(&w, out);
+        bt_msg_put_varint(&w, seq);
+        rc = bt_msg_writer_status(&w);
     }
     for (uint64_t i = 0; names && i < n; i++) free(names[i]);
     free(names);

@@ -103,6 +103,7 @@ static int write_child(ts_tablet *t, const char *dir, uint64_t id, const bt_buf 
         f->group = tb->meta.group;
         f->size = tb->meta.size;
         f->max_seq = tb->meta.max_seq;
+        f->global_seq = tb->meta.global_seq;
         f->inherited = true;
         if (!f->path) rc = BT_ENOMEM;
         if (!rc) rc = pick_lo(&f->lo, &tb->meta.lo, &lo_esc);

@@ -105,9 +105,8 @@ struct ts_tablet {
     bool flush_running;         /* a minor compaction is running (maybe beside a merge) */
     bool frozen;                /* splitting: writes get BT_ENOTSERVING */
     bool fenced;                /* ts_tablet_fence: no manifest writes any more */
-    uint64_t bulk_nonce;        /* random per load: names this incarnation to bulk loaders */
-#define TS_BULK_DONE 16
-    uint64_t bulk_done[TS_BULK_DONE]; /* sequences of the last bulk attaches (retries answer OK) */
+#define TS_BULK_DONE 64
+    struct { uint64_t load_id, seq; } bulk_done[TS_BULK_DONE]; /* the last bulk attaches (a retry answers OK) */
     int bulk_done_next;
     int bg_error;               /* last background failure (retried), 0 if none */
     ts_tablet_stats stats;
@@ -138,6 +137,11 @@ void ts_tablet_background(ts_tablet *t);
 int ts_apply_payload(ts_memtable *mt, const uint8_t *p, size_t n, uint64_t seq, uint64_t *last);
 /* The hash of a raw row key noted in the memtable's hint filter. */
 uint64_t ts_row_hash(const uint8_t *row, size_t n);
+
+/* The iterator of one of the tablet's SSTables over raw (an iterator of its
+ * reader; owned): with a bulk-loaded file's global sequence applied and
+ * restricted to the file's [lo, hi).  NULL when memory runs out. */
+sst_iter *ts_table_iter(ts_table *tb, sst_iter *raw);
 
 /* Iterator restricted to internal keys in [lo, hi) (empty = unbounded); owns child. */
 sst_iter *ts_range_iter_new(sst_iter *child, const uint8_t *lo, size_t lo_n,

@@ -57,10 +57,9 @@ enum {
     TSP_SPLIT = 114,           /* seqr, varint tablet_id, bytes mid (empty: the
                                   server picks), varint left_id, bytes left_dir,
                                   varint right_id, bytes right_dir  ->  bytes mid */
-    TSP_BULK_PREPARE = 115,    /* varint tablet_id  ->  varint seq, fixed64 nonce,
-                                  bytes dir (absolute, on the server) */
-    TSP_BULK_ATTACH = 116,     /* varint tablet_id, fixed64 nonce, varint seq,
-                                  varint n, n x (bytes name, varint group)  ->  - */
+    TSP_BULK_PREPARE = 115,    /* varint tablet_id  ->  bytes dir (absolute, on the server) */
+    TSP_BULK_ATTACH = 116,     /* varint tablet_id, fixed64 load_id, varint n,
+                                  n x (bytes name, varint group)  ->  varint seq */
 };
 
 /* Name of a method ("mutate_row"), or NULL if it is not a tablet server method. */

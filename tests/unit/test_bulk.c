@@ -10,15 +10,19 @@
  *                            timestamp, a later delete hides bulk cells;
  *                            still so after a major compaction and after a
  *                            SIGKILL of a server
- *   attach_checks            the attach RPC refuses a wrong nonce, a bad
- *                            name, a file with rows outside the tablet, a
- *                            sequence never reserved -- and attaches nothing;
- *                            a repeated attach is answered OK once
+ *   attach_checks            the attach RPC refuses a name without the load
+ *                            id, a bad or repeated name, a file with rows
+ *                            outside the tablet or real tags, a missing file
+ *                            -- and attaches nothing; a repeated attach is
+ *                            answered OK with the same sequence; the load is
+ *                            newer than an earlier delete (even compacted
+ *                            away) and older than later writes and deletes
  *   load_during_moves        tablets move and split while loads run: every
  *                            row exactly once
  *   abort_attaches_nothing   bt_bulk_abort: no row visible, runs removed
- *   recut_after_move         a tablet moved between writing its files and
- *                            attaching them: refused, re-cut, loaded once
+ *   attach_after_move        a tablet moved between writing its files and
+ *                            attaching them: attached on its new server
+ *   recut_after_split        it split instead: the files are cut again
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -246,96 +250,160 @@ CL_TEST(load_across_tablets, 240)
     bt_table_close(t);
 }
 
-/* Raw RPCs of the attach protocol on the tablet of row "m". */
+/* Writes one bulk file `name` in dir holding (row, cf:q, ts 5) for each row,
+ * with the bulk placeholder tag (or a real one with `real_tag`). */
+static void write_bulk_file(const ts_schema *sc, const char *dir, const char *name, const char *const *rows,
+                            size_t n, bool real_tag)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    sst_options so;
+    ts_sst_options_for(sc, 0, &so);
+    sst_builder *sb;
+    CL_OK(sst_builder_new(bt_env_posix(), path, &so, &sb));
+    for (size_t i = 0; i < n; i++) {
+        bt_buf k = {0};
+        CL_OK(ts_ikey_encode(&k, (const uint8_t *)rows[i], strlen(rows[i]), (const uint8_t *)"cf", 2,
+                             (const uint8_t *)"q", 1, 5, 1, TS_KT_PUT));
+        if (!real_tag) ts_bulk_put_tag(k.data + k.len - 8);
+        CL_OK(sst_builder_add(sb, k.data, k.len, (const uint8_t *)"bulk", 4));
+        bt_buf_free(&k);
+    }
+    CL_OK(sst_builder_set_prop(sb, "max_seq", 0));
+    CL_OK(sst_builder_set_prop(sb, "num_deletions", 0));
+    CL_OK(sst_builder_finish(sb, NULL));
+}
+
+typedef struct attach_target { uint64_t id; const char *server; } attach_target;
+
+static int attach_raw(const attach_target *at, uint64_t load_id, const char *const *names, size_t n, uint64_t *seq)
+{
+    bt_buf q = {0}, resp = {0};
+    bt_msg_writer w;
+    bt_msg_writer_init(&w, &q);
+    bt_msg_put_varint(&w, at->id);
+    bt_msg_put_fixed64(&w, load_id);
+    bt_msg_put_varint(&w, n);
+    for (size_t i = 0; i < n; i++) {
+        bt_msg_put_bytes(&w, names[i], strlen(names[i]));
+        bt_msg_put_varint(&w, 0);
+    }
+    int rc = bt_client_rpc(C.client, at->server, TSP_BULK_ATTACH, &q, &resp, 5000);
+    if (!rc && seq) {
+        bt_msg_reader r;
+        bt_msg_reader_init(&r, resp.data, resp.len);
+        CL_OK(bt_msg_get_varint(&r, seq));
+    }
+    bt_buf_free(&q);
+    bt_buf_free(&resp);
+    return rc;
+}
+
+#define ATTACH(load_id, expect, ...)                                                              \
+    do {                                                                                          \
+        const char *names_[] = {__VA_ARGS__};                                                     \
+        int rc_ = attach_raw(&at, (load_id), names_, sizeof names_ / sizeof *names_, NULL);       \
+        cr_assert_eq(rc_, (expect), "attach: %s (%s), want %s", bt_errname(rc_), bt_errmsg(),     \
+                     bt_errname(expect));                                                         \
+    } while (0)
+
+/* Raw RPCs of the attach protocol on the tablet [g, t), and the semantics of
+ * the sequence an attach gives: the load is newer than what came before it. */
 CL_TEST(attach_checks, 120)
 {
     clf_cluster(1, 1, 0);
     const char *splits[] = {"g", "t"};
     make_table("ac", splits, 2);
+    bt_table *t = clf_open(C.client, "ac");
+
+    /* before the load: m1 written then its row deleted, all compacted away */
+    bt_mutation *m = bt_mutation_new("m1", 2);
+    CL_OK(bt_mutation_set(m, "cf", "q", 1, 5, "old", 3));
+    CL_OK(bt_apply(t, m));
+    bt_mutation_clear(m);
+    CL_OK(bt_mutation_delete_row(m));
+    CL_OK(bt_apply(t, m));
+    bt_mutation_free(m);
+    CL_OK(bt_flush_table(C.client, "ac"));
+    CL_OK(bt_compact_table(C.client, "ac"));
+
     bt_table_desc *d = clf_describe(C.client, "ac");
-    const bt_tablet_desc *td = &d->tablets[1]; /* [g, t) */
+    attach_target at = {d->tablets[1].id, d->tablets[1].server};
     bt_buf req = {0}, resp = {0};
     bt_msg_writer w;
     bt_msg_writer_init(&w, &req);
-    bt_msg_put_varint(&w, td->id);
-    CL_OK(bt_client_rpc(C.client, td->server, TSP_BULK_PREPARE, &req, &resp, 5000));
+    bt_msg_put_varint(&w, at.id);
+    CL_OK(bt_client_rpc(C.client, at.server, TSP_BULK_PREPARE, &req, &resp, 5000));
     bt_msg_reader r;
     bt_msg_reader_init(&r, resp.data, resp.len);
-    uint64_t seq, nonce;
     const uint8_t *dir;
     size_t dl;
-    CL_OK(bt_msg_get_varint(&r, &seq));
-    CL_OK(bt_msg_get_fixed64(&r, &nonce));
     CL_OK(bt_msg_get_bytes(&r, &dir, &dl));
     char tdir[PATH_MAX];
     snprintf(tdir, sizeof tdir, "%.*s", (int)dl, dir);
-    cr_assert_gt(seq, 0);
+    cr_assert(tdir[0] == '/', "prepare answers an absolute directory, got %s", tdir);
+    /* unknown tablet */
+    bt_buf_clear(&req);
+    bt_msg_writer_init(&w, &req);
+    bt_msg_put_varint(&w, 12345);
+    cr_assert_eq(bt_client_rpc(C.client, at.server, TSP_BULK_PREPARE, &req, &resp, 5000), BT_ENOTSERVING);
 
-    /* writes one file named `name` holding rows[] at sequence s */
     ts_schema sc;
-    bt_table *t = clf_open(C.client, "ac");
     CL_OK(bt_table_schema(t, false, &sc));
-    char path[PATH_MAX + 64];
-#define WRITE_FILE(name, s, ...)                                                                \
-    do {                                                                                        \
-        const char *rows_[] = {__VA_ARGS__};                                                    \
-        snprintf(path, sizeof path, "%s/%s", tdir, name);                                       \
-        sst_options so;                                                                         \
-        ts_sst_options_for(&sc, 0, &so);                                                        \
-        sst_builder *sb;                                                                        \
-        CL_OK(sst_builder_new(bt_env_posix(), path, &so, &sb));                                 \
-        for (size_t i_ = 0; i_ < sizeof rows_ / sizeof *rows_; i_++) {                          \
-            bt_buf k_ = {0};                                                                    \
-            CL_OK(ts_ikey_encode(&k_, (const uint8_t *)rows_[i_], strlen(rows_[i_]),            \
-                                 (const uint8_t *)"cf", 2, (const uint8_t *)"q", 1, 5, (s),     \
-                                 TS_KT_PUT));                                                   \
-            CL_OK(sst_builder_add(sb, k_.data, k_.len, (const uint8_t *)"v", 1));               \
-            bt_buf_free(&k_);                                                                   \
-        }                                                                                       \
-        CL_OK(sst_builder_set_prop(sb, "max_seq", (s)));                                        \
-        CL_OK(sst_builder_set_prop(sb, "num_deletions", 0));                                    \
-        CL_OK(sst_builder_finish(sb, NULL));                                                    \
-    } while (0)
+    const uint64_t id = 0x1234abcd5678ef00ull;
+    const char *good = "bulk-1234abcd5678ef00-1.sst", *outside = "bulk-1234abcd5678ef00-2.sst",
+               *tagged = "bulk-1234abcd5678ef00-3.sst";
+    const char *good_rows[] = {"h1", "m1", "s9"}, *outside_rows[] = {"h2", "z9"}, *tagged_rows[] = {"k1"};
+    write_bulk_file(&sc, tdir, good, good_rows, 3, false);
+    write_bulk_file(&sc, tdir, outside, outside_rows, 2, false); /* z9 is past the tablet's end */
+    write_bulk_file(&sc, tdir, tagged, tagged_rows, 1, true);    /* a real tag: not a bulk file */
 
-    char good[64], outside[64];
-    snprintf(good, sizeof good, "bulk-%016" PRIx64 "-1.sst", nonce);
-    snprintf(outside, sizeof outside, "bulk-%016" PRIx64 "-2.sst", nonce);
-    WRITE_FILE(good, seq, "h1", "m1", "s9");
-    WRITE_FILE(outside, seq, "h2", "z9"); /* z9 is past the tablet's end */
-
-#define ATTACH(nonce_, seq_, expect, ...)                                                        \
-    do {                                                                                         \
-        const char *names_[] = {__VA_ARGS__};                                                    \
-        bt_buf q_ = {0};                                                                         \
-        bt_msg_writer w_;                                                                        \
-        bt_msg_writer_init(&w_, &q_);                                                            \
-        bt_msg_put_varint(&w_, td->id);                                                          \
-        bt_msg_put_fixed64(&w_, (nonce_));                                                       \
-        bt_msg_put_varint(&w_, (seq_));                                                          \
-        bt_msg_put_varint(&w_, sizeof names_ / sizeof *names_);                                  \
-        for (size_t i_ = 0; i_ < sizeof names_ / sizeof *names_; i_++) {                         \
-            bt_msg_put_bytes(&w_, names_[i_], strlen(names_[i_]));                               \
-            bt_msg_put_varint(&w_, 0);                                                           \
-        }                                                                                        \
-        int rc_ = bt_client_rpc(C.client, td->server, TSP_BULK_ATTACH, &q_, NULL, 5000);         \
-        cr_assert_eq(rc_, (expect), "attach: %s (%s), want %s", bt_errname(rc_), bt_errmsg(),    \
-                     bt_errname(expect));                                                        \
-        bt_buf_free(&q_);                                                                        \
-    } while (0)
-
-    ATTACH(nonce + 1, seq, BT_ENOTSERVING, good);
-    ATTACH(nonce, seq, BT_EINVAL, "../x.sst");
-    ATTACH(nonce, seq, BT_EINVAL, "000001.sst");
-    ATTACH(nonce, seq + 1000, BT_EINVAL, good);
-    ATTACH(nonce, seq, BT_EINVAL, good, outside); /* one bad file: none attached */
+    ATTACH(id + 1, BT_EINVAL, good);                /* the name does not carry this load id */
+    ATTACH(id, BT_EINVAL, "../x.sst");
+    ATTACH(id, BT_EINVAL, "000001.sst");
+    ATTACH(id, BT_EINVAL, good, good);              /* named twice */
+    ATTACH(id, BT_EINVAL, good, outside);           /* one bad file: none attached */
+    ATTACH(id, BT_EINVAL, tagged);
+    ATTACH(id, BT_ENOTFOUND, "bulk-1234abcd5678ef00-9.sst");
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/%s", tdir, good);
+    cr_assert_eq(access(p, F_OK), 0, "a refused attach must leave the staged file");
     bt_row *row = NULL;
-    cr_assert_eq(bt_read_row(t, "m1", 2, NULL, &row), BT_ENOTFOUND);
-    ATTACH(nonce, seq, BT_OK, good);
+    cr_assert_eq(bt_read_row(t, "h1", 2, NULL, &row), BT_ENOTFOUND);
+
+    uint64_t seq = 0;
+    const char *names[] = {good};
+    CL_OK(attach_raw(&at, id, names, 1, &seq));
+    cr_assert_gt(seq, 0);
+    cr_assert_neq(access(p, F_OK), 0, "an attached file is renamed to the tablet's own name");
+    /* m1 was deleted before the load: the load is newer, so m1 is back with the bulk value */
     CL_OK(bt_read_row(t, "m1", 2, NULL, &row));
-    cr_assert_eq(row->n_cells, 1);
+    cr_assert(row->n_cells == 1 && row->cells[0].value_len == 4 && !memcmp(row->cells[0].value, "bulk", 4));
     bt_row_free(row);
-    ATTACH(nonce, seq, BT_OK, good); /* a retried attach whose answer was lost */
+    uint64_t again = 0;
+    CL_OK(attach_raw(&at, id, names, 1, &again)); /* a retried attach whose answer was lost */
+    cr_assert_eq(again, seq);
     cr_assert_eq(bt_read_row(t, "z9", 2, NULL, &row), BT_ENOTFOUND);
+
+    /* a write after the load at the same timestamp wins; a delete hides */
+    m = bt_mutation_new("h1", 2);
+    CL_OK(bt_mutation_set(m, "cf", "q", 1, 5, "new", 3));
+    CL_OK(bt_apply(t, m));
+    bt_mutation_free(m);
+    m = bt_mutation_new("s9", 2);
+    CL_OK(bt_mutation_delete_row(m));
+    CL_OK(bt_apply(t, m));
+    bt_mutation_free(m);
+    for (int round = 0; round < 2; round++) { /* before and after a major compaction */
+        CL_OK(bt_read_row(t, "h1", 2, NULL, &row));
+        cr_assert(row->n_cells == 1 && row->cells[0].value_len == 3 && !memcmp(row->cells[0].value, "new", 3),
+                  "round %d: h1 = %.*s", round, (int)row->cells[0].value_len, row->cells[0].value);
+        bt_row_free(row);
+        cr_assert_eq(bt_read_row(t, "s9", 2, NULL, &row), BT_ENOTFOUND);
+        CL_OK(bt_read_row(t, "m1", 2, NULL, &row));
+        bt_row_free(row);
+        CL_OK(bt_compact_table(C.client, "ac"));
+    }
 
     bt_buf_free(&req);
     bt_buf_free(&resp);
@@ -428,24 +496,33 @@ CL_TEST(abort_attaches_nothing, 120)
     bt_table_close(t);
 }
 
-typedef struct hook_state { bt_client *c; int calls; int moved; } hook_state;
+typedef struct hook_state { bt_client *c; int calls; int done; bool split; } hook_state;
 
-/* Moves the first tablet about to be attached to another server. */
-static void move_before_attach(uint64_t id, void *arg)
+/* Moves (or splits) the first tablet about to get its files attached. */
+static void before_attach(uint64_t id, void *arg)
 {
     hook_state *h = arg;
-    if (h->calls++ == 0 && bt_move_tablet(h->c, id, NULL) == BT_OK) h->moved++;
+    if (h->calls++) return;
+    if (!h->split) {
+        if (bt_move_tablet(h->c, id, NULL) == BT_OK) h->done++;
+        return;
+    }
+    bt_table_desc *d = NULL;
+    if (bt_describe_table(h->c, "rc", &d) != BT_OK) return;
+    for (size_t i = 0; i < d->n_tablets; i++)
+        if (d->tablets[i].id == id && bt_split_table(h->c, "rc", "g", 1) == BT_OK) h->done++;
+    bt_table_desc_free(d);
 }
 
-CL_TEST(recut_after_move, 120)
+static void load_with_hook(bool split)
 {
     clf_cluster(1, 2, 0);
     const char *splits[] = {"m"};
     make_table("rc", splits, 1);
     bt_table *t = clf_open(C.client, "rc");
-    hook_state h = {.c = C.client};
+    hook_state h = {.c = C.client, .split = split};
     bt_bulk_before_attach_arg = &h;
-    bt_bulk_before_attach = move_before_attach;
+    bt_bulk_before_attach = before_attach;
     bt_bulk *b = NULL;
     CL_OK(bt_bulk_begin(C.client, "rc", NULL, &b));
     add_rows(b, 3000, 10);
@@ -453,9 +530,14 @@ CL_TEST(recut_after_move, 120)
     int rc = bt_bulk_finish(b, &st);
     bt_bulk_before_attach = NULL;
     CL_OK(rc);
-    cr_assert_eq(h.moved, 1, "the hook moved no tablet");
-    cr_assert_eq(st.recuts, 1, "recuts = %" PRIu64 ", want 1", st.recuts);
-    cr_assert_eq(st.tablets, 2);
+    cr_assert_eq(h.done, 1, "the hook changed nothing");
+    /* a moved tablet reads the same directory: attached there, no re-cut;
+     * a split one gets its files cut again for its children */
+    cr_assert_eq(st.recuts, split ? 1 : 0, "recuts = %" PRIu64, st.recuts);
+    cr_assert_eq(st.tablets, split ? 3 : 2, "tablets = %" PRIu64, st.tablets);
     check_all(t, 3000);
     bt_table_close(t);
 }
+
+CL_TEST(attach_after_move, 120) { load_with_hook(false); }
+CL_TEST(recut_after_split, 120) { load_with_hook(true); }
