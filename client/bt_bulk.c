@@ -117,6 +117,8 @@ int bt_bulk_add(bt_bulk *b, const void *row, size_t row_len, const char *family,
         b->offs = no;
         b->cap = nc;
     }
+    /* the whole buffer at once: doubling would overshoot memory_bytes */
+    if (!b->arena.cap && (rc = bt_buf_reserve(&b->arena, b->o.memory_bytes))) return rc;
     if ((rc = bt_buf_reserve(&b->arena, 8 + kn + value_len))) return rc;
     uint8_t *p = b->arena.data + b->arena.len;
     uint32_t k32 = (uint32_t)kn, v32 = (uint32_t)value_len;
