@@ -45,6 +45,14 @@ void *bt_bulk_before_attach_arg;
 #define SUFFIX 8                    /* insertion counter, or the final tag */
 #define RECUT_DEPTH 8
 
+/* A buffered entry: its key's first 8 bytes (big-endian, zero-padded) and
+ * its offset in the arena.  Most comparisons of the sort end at the prefix,
+ * without touching the arena. */
+typedef struct bt_bulk_ent {
+    uint64_t pfx;
+    size_t off;
+} bt_bulk_ent;
+
 struct bt_bulk {
     bt_client *c;
     bt_table *t;
@@ -52,7 +60,7 @@ struct bt_bulk {
     bt_bulk_options o;
     char tmp[PATH_MAX];             /* private run directory ("" until the first spill) */
     bt_buf arena;                   /* entries: u32 klen, u32 vlen, key, value */
-    size_t *offs;                   /* entry offsets in arena */
+    bt_bulk_ent *offs;              /* entries: key prefix and offset in arena */
     size_t n, cap;
     uint64_t counter;
     int runs;
@@ -112,7 +120,7 @@ int bt_bulk_add(bt_bulk *b, const void *row, size_t row_len, const char *family,
         return rc;
     if (b->n == b->cap) {
         size_t nc = b->cap ? 2 * b->cap : 65536;
-        size_t *no = realloc(b->offs, nc * sizeof *no);
+        bt_bulk_ent *no = realloc(b->offs, nc * sizeof *no);
         if (!no) return BT_ENOMEM;
         b->offs = no;
         b->cap = nc;
@@ -131,7 +139,9 @@ int bt_bulk_add(bt_bulk *b, const void *row, size_t row_len, const char *family,
     ts_put_ts(k, timestamp);
     bt_put_fixed64_be(k + 8, ~b->counter++);
     if (value_len) memcpy(p + 8 + kn, value, value_len);
-    b->offs[b->n++] = b->arena.len;
+    uint8_t pb[8] = {0};
+    memcpy(pb, p + 8, kn < 8 ? kn : 8);
+    b->offs[b->n++] = (bt_bulk_ent){bt_get_fixed64_be(pb), b->arena.len};
     b->arena.len += 8 + kn + value_len;
     b->st.bytes += row_len + fl + qualifier_len + value_len;
     return BT_OK;
@@ -158,9 +168,11 @@ static const uint8_t *ent_val(const bt_bulk *b, size_t off, size_t *vn)
 
 static int cmp_ent(const void *x, const void *y, void *arg)
 {
+    const bt_bulk_ent *ex = x, *ey = y;
+    if (ex->pfx != ey->pfx) return ex->pfx < ey->pfx ? -1 : 1;
     size_t an, bn;
-    const uint8_t *a = ent_key(arg, *(const size_t *)x, &an);
-    const uint8_t *b = ent_key(arg, *(const size_t *)y, &bn);
+    const uint8_t *a = ent_key(arg, ex->off, &an);
+    const uint8_t *b = ent_key(arg, ey->off, &bn);
     return sst_key_cmp(a, an, b, bn);
 }
 
@@ -199,7 +211,7 @@ static int spill(bt_bulk *b)
     int rc = sst_builder_new(bt_env_posix(), path, &so, &sb);
     for (size_t i = 0; !rc && i < b->n; i++) {
         size_t kn, vn;
-        const uint8_t *k = ent_key(b, b->offs[i], &kn), *v = ent_val(b, b->offs[i], &vn);
+        const uint8_t *k = ent_key(b, b->offs[i].off, &kn), *v = ent_val(b, b->offs[i].off, &vn);
         rc = sst_builder_add(sb, k, kn, v, vn);
     }
     if (!rc) rc = sst_builder_finish(sb, NULL);
@@ -227,15 +239,15 @@ static void mi_seek(sst_iter *it, const uint8_t *k, size_t n)
     size_t lo = 0, hi = m->b->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2, kn;
-        const uint8_t *key = ent_key(m->b, m->b->offs[mid], &kn);
+        const uint8_t *key = ent_key(m->b, m->b->offs[mid].off, &kn);
         if (sst_key_cmp(key, kn, k, n) < 0) lo = mid + 1;
         else hi = mid;
     }
     m->i = lo;
 }
 static void mi_next(sst_iter *it) { ((mem_iter *)it)->i++; }
-static const uint8_t *mi_key(sst_iter *it, size_t *n) { mem_iter *m = (mem_iter *)it; return ent_key(m->b, m->b->offs[m->i], n); }
-static const uint8_t *mi_value(sst_iter *it, size_t *n) { mem_iter *m = (mem_iter *)it; return ent_val(m->b, m->b->offs[m->i], n); }
+static const uint8_t *mi_key(sst_iter *it, size_t *n) { mem_iter *m = (mem_iter *)it; return ent_key(m->b, m->b->offs[m->i].off, n); }
+static const uint8_t *mi_value(sst_iter *it, size_t *n) { mem_iter *m = (mem_iter *)it; return ent_val(m->b, m->b->offs[m->i].off, n); }
 static int mi_status(sst_iter *it) { (void)it; return BT_OK; }
 static void mi_destroy(sst_iter *it) { free(it); }
 static const struct sst_iter_ops mem_ops = { mi_valid, mi_first, mi_seek, mi_next, mi_key, mi_value, mi_status, mi_destroy };
