@@ -116,6 +116,7 @@ gw_api *gw_api_new(bt_client *c, gw_metrics *m, gw_view *v, const gw_api_options
     a->view = v;
     if (o) a->o = *o;
     if (a->o.max_depth <= 0) a->o.max_depth = 64;
+    if (a->o.max_depth > GW_MAX_DEPTH) a->o.max_depth = GW_MAX_DEPTH; /* cJSON's own limit */
     pthread_mutex_init(&a->mu, NULL);
     return a;
 }
@@ -400,7 +401,11 @@ static void ep_status_page(gw_api *a, gw_req *r)
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
-/* Up to 6 raw path segments (pointers into the URI). */
+/* The deepest route, /v1/tables/{t}/rows/{row}/check-and-mutate, has 6
+ * segments; a path with more is a 404. */
+#define GW_MAX_SEGS 6
+
+/* A raw path segment (pointer into the URI). */
 typedef struct seg {
     const char *p;
     size_t n;
@@ -408,13 +413,15 @@ typedef struct seg {
 
 static bool seg_is(const seg *s, const char *lit) { return s->n == strlen(lit) && !memcmp(s->p, lit, s->n); }
 
-static void reply_405(gw_req *r, const char *allow)
+/* 405 on a known path, counted under the path's endpoint (for a path of
+ * several endpoints: its GET one). */
+static void reply_405(gw_req *r, const char *endpoint, const char *allow)
 {
     char body[300];
     int n = snprintf(body, sizeof body,
                      "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"method not allowed here; allowed: %s\"}}\n",
                      allow);
-    gw_req_set_endpoint(r, "unknown");
+    gw_req_set_endpoint(r, endpoint);
     gw_reply(r, 405, "application/json", body, (size_t)n, "Allow", allow);
 }
 
@@ -431,44 +438,45 @@ void gw_api_handle(void *arg, gw_req *r)
         gw_reply_error(r, 400, "INVALID_ARGUMENT", "query: more than %d parameters", GW_MAX_PARAMS);
         return;
     }
-    seg s[7];
+    seg s[GW_MAX_SEGS];
     int ns = 0;
     if (plen == 0 || uri[0] != '/') {
         gw_reply_error(r, 400, "INVALID_ARGUMENT", "request target must be a path");
         return;
     }
-    for (size_t i = 1; i <= plen && ns < 7;) {
-        const char *sl = memchr(uri + i, '/', plen - i);
+    /* "/a/b" -> "a","b"; "/a/" -> "a",""; "/" -> "" */
+    for (size_t i = 1;;) {
+        const char *sl = i < plen ? memchr(uri + i, '/', plen - i) : NULL;
         size_t n = sl ? (size_t)(sl - (uri + i)) : plen - i;
+        if (ns == GW_MAX_SEGS) goto not_found; /* deeper than any route */
         s[ns++] = (seg){uri + i, n};
         if (!sl) break;
         i += n + 1;
-        if (i == plen) { s[ns++] = (seg){uri + i, 0}; break; }
     }
     /* fixed paths */
     if (ns == 1 && s[0].n == 0) {
         gw_req_set_endpoint(r, "status_page");
         if (method == GW_GET) ep_status_page(a, r);
-        else reply_405(r, "GET, HEAD");
+        else reply_405(r, "status_page", "GET, HEAD");
         return;
     }
     if (ns == 1 && seg_is(&s[0], "healthz")) {
         gw_req_set_endpoint(r, "healthz");
         if (method == GW_GET) gw_reply(r, 200, "application/json", "{\"status\":\"ok\"}\n", 16, NULL, NULL);
-        else reply_405(r, "GET, HEAD");
+        else reply_405(r, "healthz", "GET, HEAD");
         return;
     }
     if (ns == 1 && seg_is(&s[0], "metrics")) {
         gw_req_set_endpoint(r, "metrics");
         if (method == GW_GET) ep_metrics(a, r);
-        else reply_405(r, "GET, HEAD");
+        else reply_405(r, "metrics", "GET, HEAD");
         return;
     }
     if (ns < 2 || !seg_is(&s[0], "v1")) goto not_found;
     if (ns == 2 && seg_is(&s[1], "status")) {
         gw_req_set_endpoint(r, "status");
         if (method == GW_GET) ep_status(a, r);
-        else reply_405(r, "GET, HEAD");
+        else reply_405(r, "status", "GET, HEAD");
         return;
     }
     if (!seg_is(&s[1], "tables")) goto not_found;
@@ -480,7 +488,7 @@ void gw_api_handle(void *arg, gw_req *r)
             gw_req_set_endpoint(r, "create_table");
             ep_create_table(a, r);
         } else {
-            reply_405(r, "GET, HEAD, POST");
+            reply_405(r, "list_tables", "GET, HEAD, POST");
         }
         return;
     }
@@ -495,12 +503,12 @@ void gw_api_handle(void *arg, gw_req *r)
     if (ns == 3) {
         if (method == GW_GET) gw_req_set_endpoint(r, "get_table"), ep_get_table(a, r, t);
         else if (method == GW_DELETE) gw_req_set_endpoint(r, "delete_table"), ep_delete_table(a, r, t);
-        else reply_405(r, "GET, HEAD, DELETE");
+        else reply_405(r, "get_table", "GET, HEAD, DELETE");
         goto out;
     }
     if (ns == 4 && seg_is(&s[3], "mutations")) {
         if (method == GW_POST) gw_req_set_endpoint(r, "mutations"), gw_ep_mutations(a, r, t);
-        else reply_405(r, "POST");
+        else reply_405(r, "mutations", "POST");
         goto out;
     }
     if (!seg_is(&s[3], "rows")) {
@@ -509,10 +517,10 @@ void gw_api_handle(void *arg, gw_req *r)
     }
     if (ns == 4) {
         if (method == GW_GET) gw_req_set_endpoint(r, "scan"), gw_ep_scan(a, r, t, &query);
-        else reply_405(r, "GET, HEAD");
+        else reply_405(r, "scan", "GET, HEAD");
         goto out;
     }
-    if (ns > 6 || (ns == 6 && !seg_is(&s[5], "check-and-mutate") && !seg_is(&s[5], "read-modify-write"))) {
+    if ((ns == 6 && !seg_is(&s[5], "check-and-mutate") && !seg_is(&s[5], "read-modify-write"))) {
         bt_buf_free(&tname);
         goto not_found;
     }
@@ -524,9 +532,9 @@ void gw_api_handle(void *arg, gw_req *r)
         if (method == GW_PUT) gw_req_set_endpoint(r, "put_row"), gw_ep_put_row(a, r, t, &row);
         else if (method == GW_GET) gw_req_set_endpoint(r, "get_row"), gw_ep_get_row(a, r, t, &row, &query);
         else if (method == GW_DELETE) gw_req_set_endpoint(r, "delete_row"), gw_ep_delete_row(a, r, t, &row, &query);
-        else reply_405(r, "GET, HEAD, PUT, DELETE");
+        else reply_405(r, "get_row", "GET, HEAD, PUT, DELETE");
     } else if (method != GW_POST) {
-        reply_405(r, "POST");
+        reply_405(r, seg_is(&s[5], "check-and-mutate") ? "check_and_mutate" : "read_modify_write", "POST");
     } else if (seg_is(&s[5], "check-and-mutate")) {
         gw_req_set_endpoint(r, "check_and_mutate");
         gw_ep_check_and_mutate(a, r, t, &row);

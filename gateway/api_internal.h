@@ -14,6 +14,9 @@
 #include "gateway/api.h"
 #include "gateway/http.h"
 
+/* The largest --max-depth: cJSON's own nesting limit (CJSON_NESTING_LIMIT). */
+#define GW_MAX_DEPTH 1000
+
 /* One cached table handle (see api.c: the handle cache). */
 typedef struct gw_tref gw_tref;
 
@@ -51,8 +54,9 @@ int gw_b64_encode(bt_buf *out, const uint8_t *p, size_t n, bool url);
 int gw_b64_decode(const char *s, size_t n, bt_buf *out);
 
 /* The cheap pass over a request body before cJSON sees it: valid UTF-8,
- * nesting at most max_depth, no \u0000 escape (cJSON's strings end at NUL;
- * binary data goes in *_b64 fields).  0, or -1 with why (256 bytes). */
+ * nesting at most max_depth, no \u0000 escape and no raw control byte
+ * (< 0x20, RFC 8259) inside a string (cJSON's strings end at NUL; binary
+ * data goes in *_b64 fields).  0, or -1 with why (256 bytes). */
 int gw_json_prescan(const uint8_t *p, size_t n, int max_depth, char *why);
 /* The body parsed as a JSON object (after gw_json_prescan); on failure it
  * answers 400 itself and returns NULL. */
@@ -62,6 +66,9 @@ cJSON *gw_parse_body(gw_api *a, gw_req *r);
 
 /* Appends a JSON string of valid UTF-8 bytes. */
 int gw_jstr(bt_buf *b, const void *p, size_t n);
+/* Appends a JSON string of a message (NUL-terminated) that may hold any
+ * bytes: bytes that are not valid UTF-8 are written as the text \xNN. */
+int gw_jmsg(bt_buf *b, const char *msg);
 int gw_jraw(bt_buf *b, const char *s);
 int gw_jprintf(bt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "name":"text" when UTF-8 without NUL bytes, else "name_b64":"base64"; comma first if comma. */
@@ -118,6 +125,12 @@ void gw_ep_scan(gw_api *a, gw_req *r, const char *table, const gw_query *q);
 void gw_ep_mutations(gw_api *a, gw_req *r, const char *table);
 void gw_ep_check_and_mutate(gw_api *a, gw_req *r, const char *table, const bt_buf *row);
 void gw_ep_rmw(gw_api *a, gw_req *r, const char *table, const bt_buf *row);
+
+/* The outcome of bt_apply_batch (rc, status[] of n rows): 0 when the answer
+ * is the per-row results (200), else the HTTP status of failing the whole
+ * request -- when rc is an error no row records (e.g. out of memory before
+ * any row was tried), or every row failed as unavailable (503). */
+int gw_batch_failure_status(int rc, const int *status, size_t n);
 
 /* Replies 200 with the JSON in b (then frees it) or 500 on ENOMEM (rc). */
 void gw_reply_json(gw_req *r, int status, bt_buf *b, int rc);

@@ -279,16 +279,28 @@ int gw_filter_from_query(const gw_query *q, bt_filter **fout, char *why)
     uint64_t v = 0, ts0 = 0, ts1 = 0;
     int r;
     if (!rc && (r = gw_query_uint(q, "versions", 1, UINT32_MAX, &v)) != 0) {
-        if (r < 0) rc = -1, snprintf(why, 256, "versions: expected an integer >= 1");
-        else bt_filter_versions(f, (uint32_t)v), any = true;
+        if (r < 0) rc = -1, snprintf(why, 256, "versions: expected an integer in [1, 4294967295]");
+        else if (bt_filter_versions(f, (uint32_t)v)) rc = -1, snprintf(why, 256, "versions: %s", bt_errmsg());
+        else any = true;
     }
     int r0 = 0, r1 = 0;
     if (!rc) {
         r0 = gw_query_uint(q, "start_ts", 0, INT64_MAX, &ts0);
         r1 = gw_query_uint(q, "end_ts", 0, INT64_MAX, &ts1);
-        if (r0 < 0 || r1 < 0) rc = -1, snprintf(why, 256, "%s: expected a non-negative integer (microseconds)",
-                                                  r0 < 0 ? "start_ts" : "end_ts");
-        else if (r0 || r1) bt_filter_timestamp_range(f, (int64_t)ts0, (int64_t)ts1), any = true;
+        if (r0 < 0 || r1 < 0) {
+            rc = -1;
+            snprintf(why, 256, "%s: expected a non-negative integer (microseconds)", r0 < 0 ? "start_ts" : "end_ts");
+        } else if (r1 && ts1 <= ts0) {
+            /* end_ts omitted: no upper bound; given, it must be past start_ts
+             * (libbt would read an explicit 0 as "unbounded") */
+            rc = -1;
+            snprintf(why, 256, "end_ts: %llu must be greater than start_ts (%llu); omit it for no upper bound",
+                     (unsigned long long)ts1, (unsigned long long)ts0);
+        } else if (r0 || r1) {
+            if (bt_filter_timestamp_range(f, (int64_t)ts0, r1 ? (int64_t)ts1 : 0))
+                rc = -1, snprintf(why, 256, "start_ts/end_ts: %s", bt_errmsg());
+            else any = true;
+        }
     }
     if (rc || !any) {
         bt_filter_free(f);
@@ -319,6 +331,13 @@ int gw_json_prescan(const uint8_t *p, size_t n, int max_depth, char *why)
                 i++;
             } else if (c == '"') {
                 in_str = false;
+            } else if (c < 0x20) {
+                /* RFC 8259: control characters in strings must be escaped;
+                 * a raw NUL would also cut the string short in cJSON */
+                snprintf(why, 256,
+                         "body: raw control character 0x%02x in a string at byte %zu (escape it; send binary data "
+                         "in a *_b64 field)", c, i);
+                return -1;
             }
         } else if (c == '"') {
             in_str = true;
@@ -419,6 +438,23 @@ int gw_jstr(bt_buf *b, const void *pv, size_t n)
     return bt_buf_append(b, "\"", 1);
 }
 
+int gw_jmsg(bt_buf *b, const char *msg)
+{
+    size_t n = strlen(msg);
+    if (gw_utf8_valid((const uint8_t *)msg, n)) return gw_jstr(b, msg, n);
+    bt_buf t = {0};
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        uint8_t c = (uint8_t)msg[i];
+        char e[8];
+        if (c < 0x80) rc = bt_buf_append(&t, &c, 1);
+        else rc = bt_buf_append(&t, e, (size_t)snprintf(e, sizeof e, "\\x%02X", c));
+    }
+    if (!rc) rc = gw_jstr(b, t.data ? (const char *)t.data : "", t.len);
+    bt_buf_free(&t);
+    return rc;
+}
+
 int gw_jbytes(bt_buf *b, bool comma, const char *name, const void *p, size_t n)
 {
     int rc = comma ? gw_jraw(b, ",") : 0;
@@ -509,10 +545,14 @@ int gw_jget_int(const cJSON *obj, const char *name, const char *path, int64_t mi
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!v || cJSON_IsNull(v)) return 0;
     /* cJSON keeps numbers as doubles: integers are exact up to 2^53 */
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < -9.007199254740992e15 ||
-        v->valuedouble > 9.007199254740992e15 || (int64_t)v->valuedouble < min || (int64_t)v->valuedouble > max)
-        return snprintf(why, 256, "%s.%s: expected an integer", path, name), -1;
-    *out = (int64_t)v->valuedouble;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
+    /* the range first: casting a double outside int64_t is undefined */
+    bool ok = cJSON_IsNumber(v) && d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
+    int64_t x = ok ? (int64_t)d : 0;
+    if (!ok || x < min || x > max)
+        return snprintf(why, 256, "%s.%s: expected an integer in [%lld, %lld]", path, name, (long long)min,
+                        (long long)max), -1;
+    *out = x;
     return 1;
 }
 

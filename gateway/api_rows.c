@@ -12,6 +12,8 @@
 
 #define GW_PAGE_ROWS 1000
 #define GW_MAX_PAGE_ROWS 10000
+/* A page also ends (with "next") once its JSON reaches this many bytes. */
+#define GW_MAX_PAGE_BYTES (8u << 20)
 
 /* Opens the table (replying on failure). */
 static bool open_table(gw_api *a, gw_req *r, const char *table, gw_tref **ref, bt_table **t)
@@ -192,7 +194,7 @@ static int scan_produce(void *arg, struct evbuffer *out)
             gw_jprintf(&st->row, "{\"error\":{\"code\":\"%s\",\"message\":", code);
             char msg[300];
             snprintf(msg, sizeof msg, "scan: %s", *bt_errmsg() ? bt_errmsg() : bt_strerror(rc));
-            gw_jstr(&st->row, msg, strlen(msg));
+            gw_jmsg(&st->row, msg);
             gw_jraw(&st->row, "}}\n");
             evbuffer_add(out, st->row.data, st->row.len);
             return -1;
@@ -280,7 +282,9 @@ void gw_ep_scan(gw_api *a, gw_req *r, const char *table, const gw_query *q)
             scan_state_free(st);
             return;
         }
-        if (rc == BT_ENOTFOUND) {
+        if (rc == BT_ENOTFOUND || gw_req_method(r) == GW_HEAD) {
+            /* empty; or HEAD: evhttp sends no body to it (and would never
+             * ask for the next part), so headers only and the scan ends */
             gw_reply(r, 200, "application/x-ndjson", "", 0, NULL, NULL);
             scan_state_free(st);
             return;
@@ -303,7 +307,7 @@ void gw_ep_scan(gw_api *a, gw_req *r, const char *table, const gw_query *q)
     uint64_t n = 0;
     const bt_row *row = NULL;
     while (!wrc && (rc = bt_scanner_next(st->s, &row)) == BT_OK) {
-        if (n == page) {
+        if (n == page || b.len >= GW_MAX_PAGE_BYTES) {
             wrc = bt_buf_append(&next, row->key, row->key_len);
             break;
         }
@@ -331,6 +335,19 @@ void gw_ep_scan(gw_api *a, gw_req *r, const char *table, const gw_query *q)
 }
 
 /* ---- batches -------------------------------------------------------------------------------- */
+
+int gw_batch_failure_status(int rc, const int *status, size_t n)
+{
+    if (rc == BT_OK) return 0;
+    size_t failed = 0, unavailable = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (status[k]) failed++;
+        if (status[k] && gw_http_status_of(status[k]) == 503) unavailable++;
+    }
+    if (failed == 0) return gw_http_status_of(rc); /* an error of the whole call: no row says why */
+    if (unavailable == n) return 503;
+    return 0;
+}
 
 void gw_ep_mutations(gw_api *a, gw_req *r, const char *table)
 {
@@ -371,13 +388,11 @@ void gw_ep_mutations(gw_api *a, gw_req *r, const char *table)
     } else if (open_table(a, r, table, &ref, &t)) {
         int rc = bt_apply_batch(t, muts, n, status);
         char first[300] = "";
-        if (rc) snprintf(first, sizeof first, "%s", bt_errmsg());
-        size_t failed = 0, unavailable = 0;
-        for (size_t k = 0; k < n; k++) {
+        if (rc) snprintf(first, sizeof first, "%s", *bt_errmsg() ? bt_errmsg() : bt_strerror(rc));
+        size_t failed = 0;
+        for (size_t k = 0; k < n; k++)
             if (status[k]) failed++;
-            if (gw_http_status_of(status[k]) == 503) unavailable++;
-        }
-        if (unavailable == n) {
+        if (gw_batch_failure_status(rc, status, n)) {
             fail_call(a, r, table, rc, "mutations");
         } else {
             bt_buf b = {0};
@@ -387,7 +402,7 @@ void gw_ep_mutations(gw_api *a, gw_req *r, const char *table)
             if (!wrc) wrc = gw_jprintf(&b, "],\"failed\":%zu", failed);
             if (!wrc && failed) {
                 wrc = gw_jraw(&b, ",\"message\":");
-                if (!wrc) wrc = gw_jstr(&b, first, strlen(first));
+                if (!wrc) wrc = gw_jmsg(&b, first);
             }
             if (!wrc) wrc = gw_jraw(&b, "}\n");
             gw_reply_json(r, 200, &b, wrc);
@@ -417,7 +432,10 @@ static int parse_predicate(const cJSON *p, bt_filter **out, char *why)
     int cr = gw_jget_column(p, "predicate", fam, &q, why);
     const cJSON *famf = cJSON_GetObjectItemCaseSensitive(p, "family");
     if (cr < 0) rc = -1;
-    else if (cr == 1) rc = bt_filter_column(f, fam, q.data, q.len) ? -1 : 0, any = 1;
+    else if (cr == 1) {
+        if (bt_filter_column(f, fam, q.data, q.len)) rc = -1, snprintf(why, 256, "predicate.column: %s", bt_errmsg());
+        any = 1;
+    }
     else if (famf) {
         if (!cJSON_IsString(famf) || bt_filter_family(f, famf->valuestring))
             rc = -1, snprintf(why, 256, "predicate.family: expected a family name");

@@ -47,6 +47,10 @@
 
 typedef struct gw_loop gw_loop;
 
+/* Input buffered per connection beyond what a request may hold before
+ * reading stops (see read_bound). */
+#define GW_READ_SLACK (64 * 1024)
+
 /* A list of bufferevents waiting for a deferred event (hook or fix). */
 typedef struct bev_list {
     struct bufferevent **v;
@@ -188,25 +192,67 @@ void gw_reply(gw_req *r, int status, const char *ctype, const void *body, size_t
     observe(r);
 }
 
-/* Appends s as a JSON string body (ASCII-safe: control bytes escaped; other
- * bytes are copied, the caller passes UTF-8). */
-static void json_str(char *out, size_t cap, const char *s)
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when the byte at s
+ * does not start one (stray continuation, overlong, surrogate, cut short). */
+static size_t utf8_seq(const unsigned char *s)
 {
-    size_t o = 0;
-    if (o + 1 < cap) out[o++] = '"';
-    for (; *s && o + 8 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t need;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) need = 1, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) need = 2, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) need = 3, cp = c & 0x07;
+    else return 0;
+    for (size_t k = 1; k <= need; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0; /* also stops at the NUL */
+        cp = (cp << 6) | (s[k] & 0x3F);
     }
-    if (o + 1 < cap) out[o++] = '"';
-    out[o < cap ? o : cap - 1] = '\0';
+    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return need + 1;
+}
+
+/* Writes s as a JSON string (with the quotes) into out: control bytes
+ * escaped, valid UTF-8 sequences copied whole, any byte that is not part of
+ * one written as the text \xNN, so the result is always valid JSON and
+ * UTF-8.  Truncated (on a character boundary) when out is too small. */
+static void json_str(char *out, size_t cap, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t o = 0;
+    if (cap < 3) {
+        if (cap) out[0] = '\0';
+        return;
+    }
+    out[o++] = '"';
+    while (*s) {
+        unsigned char c = *s;
+        char e[8];
+        size_t el, adv = 1;
+        if (c == '"' || c == '\\') {
+            e[0] = '\\';
+            e[1] = (char)c;
+            el = 2;
+        } else if (c < 0x20) {
+            el = (size_t)snprintf(e, sizeof e, "\\u%04x", c);
+        } else if (c < 0x80) {
+            e[0] = (char)c;
+            el = 1;
+        } else if ((adv = utf8_seq(s)) != 0) {
+            memcpy(e, s, adv);
+            el = adv;
+        } else {
+            el = (size_t)snprintf(e, sizeof e, "\\\\x%02X", c);
+            adv = 1;
+        }
+        if (o + el + 2 > cap) break; /* room for the closing quote and the NUL */
+        memcpy(out + o, e, el);
+        o += el;
+        s += adv;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
 }
 
 static int error_body(char *out, size_t cap, const char *code, const char *msg)
@@ -221,8 +267,13 @@ void gw_reply_error(gw_req *r, int status, const char *code, const char *fmt, ..
     char msg[512], body[1400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (len >= (int)sizeof msg) { /* cut: drop a character the cut split */
+        size_t k = strlen(msg);
+        while (k > 0 && ((unsigned char)msg[k - 1] & 0xC0) == 0x80 && strlen(msg) - k < 3) k--;
+        if (k > 0 && (unsigned char)msg[k - 1] >= 0xC0 && !utf8_seq((const unsigned char *)msg + k - 1)) msg[k - 1] = '\0';
+    }
     int n = error_body(body, sizeof body, code, msg);
     gw_reply(r, status, "application/json", body, (size_t)n, NULL, NULL);
 }
@@ -253,6 +304,24 @@ static void stream_end(gw_req *r, bool completed, bool send_end)
     else free(r);
 }
 
+/* The read high-watermark of a connection.  evhttp reads on while it
+ * writes a response (to notice a close), into an unbounded input buffer, so
+ * a client could make it buffer without limit.  While a request is read,
+ * evhttp keeps a Content-Length body in that buffer until all of it is
+ * there, so the bound must let a whole request in (headers + body); while a
+ * stream -- a long response -- is written, no request is read, and the
+ * bound is one request head's worth. */
+static size_t read_bound(const gw_http *h, bool streaming)
+{
+    return h->o.max_header + GW_READ_SLACK + (streaming ? 0 : h->o.max_body);
+}
+
+static void set_read_bound(gw_req *r, bool streaming)
+{
+    struct bufferevent *bev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+    if (bev) bufferevent_setwatermark(bev, EV_READ, 0, read_bound(r->loop->h, streaming));
+}
+
 static void on_chunk_written(struct evhttp_connection *evcon, void *arg);
 
 /* Produces and queues the next part; the next call comes from
@@ -261,6 +330,7 @@ static void stream_pump(gw_req *r)
 {
     struct evbuffer *b = evbuffer_new();
     if (!b) {
+        set_read_bound(r, false);
         stream_end(r, false, true);
         return;
     }
@@ -276,6 +346,7 @@ static void stream_pump(gw_req *r)
     if (evbuffer_get_length(b)) evhttp_send_reply_chunk(r->ev, b);
     r->loop->in_handler--;
     evbuffer_free(b);
+    set_read_bound(r, false); /* the connection may read its next request */
     stream_end(r, rc == 1, true);
 }
 
@@ -288,6 +359,13 @@ static void on_chunk_written(struct evhttp_connection *evcon, void *arg)
 void gw_reply_stream(gw_req *r, int status, const char *ctype, gw_produce_fn produce, gw_stream_done_fn done,
                      void *arg)
 {
+    if (evhttp_request_get_command(r->ev) == EVHTTP_REQ_HEAD) {
+        /* evhttp sends no body to a HEAD request and so never calls the
+         * chunk callback: a stream would hang the connection.  Headers only. */
+        gw_reply(r, status, ctype, NULL, 0, NULL, NULL);
+        done(arg, true);
+        return;
+    }
     r->replied = true;
     r->status = status;
     r->produce = produce;
@@ -298,6 +376,7 @@ void gw_reply_stream(gw_req *r, int status, const char *ctype, gw_produce_fn pro
     if (l->streams) l->streams->prev = r;
     l->streams = r;
     evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Content-Type", ctype);
+    set_read_bound(r, true);
     l->in_handler++;
     evhttp_send_reply_start(r->ev, status, reason(status));
     l->in_handler--;
@@ -348,13 +427,27 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     }
 }
 
+/* evhttp's "100 Continue" (HTTP/1.x), which may still sit in front of an
+ * error page it writes when the body then turns out too large. */
+#define CONTINUE_LEN 25
+static bool is_continue(const char *p, size_t len)
+{
+    return len >= CONTINUE_LEN && !memcmp(p, "HTTP/1.", 7) && !memcmp(p + 8, " 100 Continue\r\n\r\n", 17);
+}
+
 /* Output of a connection grew: if none of our code is writing, it is one of
- * evhttp's own error pages; rewrite it before it leaves. */
+ * evhttp's own error pages (or its 100 Continue, which an error page may
+ * follow before it leaves); rewrite it before it leaves. */
 static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-    (void)buf;
     gw_loop *l = tl_loop;
-    if (!l || l->in_handler || info->n_added == 0 || info->orig_size != 0) return;
+    if (!l || l->in_handler || info->n_added == 0) return;
+    if (info->orig_size != 0) {
+        char head[CONTINUE_LEN];
+        if (info->orig_size != CONTINUE_LEN || evbuffer_copyout(buf, head, sizeof head) != CONTINUE_LEN ||
+            !is_continue(head, sizeof head))
+            return;
+    }
     if (bev_list_add(&l->fix, arg) == 0) event_active(l->fix_ev, EV_READ, 0);
 }
 
@@ -367,10 +460,19 @@ static void on_fix(evutil_socket_t fd, short what, void *arg)
         struct evbuffer *out = bufferevent_get_output(l->fix.v[i]);
         size_t len = evbuffer_get_length(out);
         char *p = (char *)evbuffer_pullup(out, (ev_ssize_t)len);
+        if (!p) continue;
+        char cont[CONTINUE_LEN];
+        size_t skip = is_continue(p, len) ? CONTINUE_LEN : 0;
+        if (skip) memcpy(cont, p, skip);
+        const char *q = p + skip;
+        size_t ql = len - skip;
         int status = 0;
-        if (!p || len < 13 || strncmp(p, "HTTP/1.", 7) || sscanf(p + 9, "%3d", &status) != 1) continue;
-        if (status < 400 || !memmem(p, len, "\r\n\r\n<HTML><HEAD>", 16)) continue;
-        const char *code = "INVALID_ARGUMENT", *msg;
+        if (ql < 13 || strncmp(q, "HTTP/1.", 7) || sscanf(q + 9, "%3d", &status) != 1 || status < 400) continue;
+        /* the page must be the first response in the buffer: its head ends
+         * right before evhttp's HTML */
+        const char *eoh = memmem(q, ql, "\r\n\r\n", 4);
+        if (!eoh || (size_t)(q + ql - eoh) < 16 || memcmp(eoh, "\r\n\r\n<HTML><HEAD>", 16)) continue;
+        const char *code = "INVALID_ARGUMENT", *msg, *allow = "";
         char m[160];
         snprintf(m, sizeof m, "malformed HTTP request, or request line and headers over %zu bytes",
                  l->h->o.max_header);
@@ -381,20 +483,31 @@ static void on_fix(evutil_socket_t fd, short what, void *arg)
                      l->h->o.max_header, l->h->o.max_body);
             msg = m;
         } else if (status == 405 || status == 501) {
+            /* a method evhttp does not know: none of ours */
             status = 405;
             code = "METHOD_NOT_ALLOWED";
-            msg = "method not allowed";
+            msg = "method not allowed; allowed: GET, HEAD, POST, PUT, DELETE (which ones depends on the path)";
+            allow = "Allow: GET, HEAD, POST, PUT, DELETE\r\n";
         } else {
             status = 400;
         }
         char body[400];
         int n = error_body(body, sizeof body, code, msg);
-        evbuffer_drain(out, len);
+        /* the socket bufferevent freezes its output's front between its own
+         * writes once it has written anything (a 100 Continue, an earlier
+         * response on the connection): thaw it for the drain, then restore */
+        if (evbuffer_drain(out, len)) {
+            evbuffer_unfreeze(out, 1);
+            int drc = evbuffer_drain(out, len);
+            evbuffer_freeze(out, 1);
+            if (drc) continue; /* cannot rewrite it: let evhttp's page go */
+        }
         l->in_handler++;
+        if (skip) evbuffer_add(out, cont, skip);
         evbuffer_add_printf(out,
                             "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                            "Connection: close\r\n\r\n%s",
-                            status, reason(status), n, body);
+                            "%sConnection: close\r\n\r\n%s",
+                            status, reason(status), n, allow, body);
         l->in_handler--;
     }
     l->fix.n = 0;
@@ -426,6 +539,7 @@ static void on_hook(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         evhttp_connection_set_closecb(evcon, on_close, l);
+        bufferevent_setwatermark(bev, EV_READ, 0, read_bound(h, false));
         evbuffer_add_cb(bufferevent_get_output(bev), on_output, bev);
     }
     l->hook.n = 0;
@@ -550,6 +664,9 @@ int gw_http_start(const gw_http_options *o, gw_http **out)
         free(h);
         return rc;
     }
+    if (o->address_out && o->address_len) /* before any loop thread starts: no race with readers */
+        snprintf(o->address_out, o->address_len, "%s:%u",
+                 !o->host || !strcmp(o->host, "localhost") ? "127.0.0.1" : o->host, (unsigned)h->port);
     h->n_loops = h->o.threads;
     h->loops = calloc((size_t)h->n_loops, sizeof *h->loops);
     if (!h->loops) rc = BT_ENOMEM;

@@ -9,7 +9,11 @@
  *
  * Limits (gw_http_options): request body bytes (413), header bytes (400),
  * connections (a connection over the limit gets a 503 and is closed at
- * once), idle seconds (an idle or stalled connection is closed).  JSON
+ * once), idle seconds (an idle or stalled connection is closed).  A
+ * connection buffers at most one request's worth of unread input (max_header
+ * + max_body + 64 KiB; while a stream is written to it, max_header + 64
+ * KiB), e.g. bytes a client sends while its response is being written; past
+ * that the gateway stops reading it until the input is consumed.  JSON
  * nesting depth is the API's business (gateway/api.h).
  *
  * Every request is timed from the handler's start to its last byte queued
@@ -49,6 +53,11 @@ typedef struct gw_http_options {
     gw_metrics *metrics;        /* borrowed; NULL: not counted */
     gw_handler_fn handler;
     void *handler_arg;
+    /* When set, gw_http_start writes "HOST:PORT" (the port actually bound)
+     * there before any loop thread starts, so a handler may read it without
+     * synchronisation. */
+    char *address_out;
+    size_t address_len;
 } gw_http_options;
 
 /* Binds host:port and starts the loop threads.  BT_EINVAL (bad host),
@@ -93,7 +102,9 @@ void gw_reply_error(gw_req *r, int status, const char *code, const char *fmt, ..
  * GW_STREAM_CHUNK bytes) to out and returns 0 (more to come), 1 (that was
  * the last part) or -1 (stop: what was appended is still sent).  It is
  * called again only once the previous part has been written to the socket,
- * so a slow reader slows the producer instead of filling memory.  done is
+ * so a slow reader slows the producer instead of filling memory.  To a HEAD
+ * request only the headers are sent: produce is never called and done is
+ * called (completed) before gw_reply_stream returns.  done is
  * called exactly once when the stream ends, finished or not (client gone,
  * gateway stopping); arg is not used afterwards. */
 #define GW_STREAM_CHUNK (64 * 1024)

@@ -49,7 +49,8 @@ static void usage(FILE *f)
         "    --max-body-mb N        request body limit, MiB (default 16; over: 413)\n"
         "    --max-header-kb N      request line + headers limit, KiB (default 16;\n"
         "                           over: 400)\n"
-        "    --max-depth N          JSON nesting limit of a body (default 64; over: 400)\n"
+        "    --max-depth N          JSON nesting limit of a body, at most 1000 (the\n"
+        "                           JSON parser's own limit; default 64; over: 400)\n"
         "    --max-connections N    open connections (default 1024; over: 503, closed)\n"
         "    --idle-timeout-s S     close a connection idle or stalled for S (default 60)\n"
         "    --timeout-ms MS        deadline of one cluster call, retries included\n"
@@ -88,7 +89,7 @@ int main(int argc, char **argv)
                   timeout_ms = 10000;
     static const struct { const char *name; unsigned long min, max; } nums[] = {
         {"--port", 0, 65535}, {"--threads", 1, 256}, {"--max-body-mb", 1, 1024}, {"--max-header-kb", 1, 1024},
-        {"--max-depth", 1, 10000}, {"--max-connections", 1, 1000000}, {"--idle-timeout-s", 1, 86400},
+        {"--max-depth", 1, 1000}, {"--max-connections", 1, 1000000}, {"--idle-timeout-s", 1, 86400},
         {"--timeout-ms", 100, 3600000},
     };
     unsigned long *dst[] = {&port, &threads, &body_mb, &header_kb, &depth, &conns, &idle, &timeout_ms};
@@ -155,8 +156,11 @@ int main(int argc, char **argv)
         gw_http_options ho = {.host = host, .port = (uint16_t)port, .threads = (int)threads,
                               .max_body = (size_t)body_mb << 20, .max_header = (size_t)header_kb << 10,
                               .max_connections = (int)conns, .idle_timeout_s = (int)idle, .metrics = m,
-                              .handler = gw_api_handle, .handler_arg = api};
-        /* the address shown on the status page is known once bound; api reads it lazily */
+                              .handler = gw_api_handle, .handler_arg = api,
+                              .address_out = addr, .address_len = sizeof addr};
+        /* the address shown on the status page (ao.gateway_address points at
+         * addr) is known once bound: gw_http_start fills addr before its loop
+         * threads start, so they never read it while it is written */
         rc = gw_http_start(&ho, &h);
     }
     if (rc) {
@@ -167,7 +171,6 @@ int main(int argc, char **argv)
         bt_close(c);
         return 1;
     }
-    snprintf(addr, sizeof addr, "%s:%u", !strcmp(host, "localhost") ? "127.0.0.1" : host, (unsigned)gw_http_port(h));
     fprintf(stderr, "bt-gateway: listening on %s\n", addr);
     fflush(stderr);
     int sig = 0;

@@ -8,9 +8,11 @@
 #include <curl/curl.h>
 #include <cjson/cJSON.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "common/coding.h"
+#include "gateway/api_internal.h"
 #include "tests/unit/cluster_fixture.h"
 
 static clf_proc G;              /* bt-gateway */
@@ -596,6 +598,28 @@ GW_TEST(malformed_requests, 90)
     expect_error("PUT", p, bad1, sizeof bad1 - 1, 400, "INVALID_ARGUMENT", "UTF-8");
     const char bad2[] = "{\"cells\":[{\"column\":\"cf:q\",\"value\":\"\xed\xa0\x80\"}]}"; /* a surrogate */
     expect_error("PUT", p, bad2, sizeof bad2 - 1, 400, "INVALID_ARGUMENT", "UTF-8");
+    /* raw control characters inside strings (RFC 8259): a raw NUL used to cut
+     * the string short in the JSON parser */
+    const char nul1[] = "{\"cells\":[{\"column\":\"cf:q\",\"value\":\"ab\x00" "cd\"}]}";
+    expect_error("PUT", p, nul1, sizeof nul1 - 1, 400, "INVALID_ARGUMENT", "control character");
+    const char ctl1[] = "{\"cells\":[{\"column\":\"cf:q\",\"value\":\"a\nb\"}]}";
+    expect_error("PUT", p, ctl1, sizeof ctl1 - 1, 400, "INVALID_ARGUMENT", "control character");
+    const char nul2[] = "{\"mutations\":[{\"row\":\"user\x00" "admin\",\"cells\":[{\"column\":\"cf:q\",\"value\":\"v\"}]}]}";
+    expect_error("POST", "/v1/tables/t/mutations", nul2, sizeof nul2 - 1, 400, "INVALID_ARGUMENT", "control character");
+    expect_error("GET", "/v1/tables/t/rows/user", NULL, 0, 404, "NOT_FOUND", NULL);       /* nothing written */
+    expect_error("GET", "/v1/tables/t/rows/user%00admin", NULL, 0, 404, "NOT_FOUND", NULL);
+    expect_error("GET", "/v1/tables/t/rows/x", NULL, 0, 404, "NOT_FOUND", NULL);
+    /* start_ts/end_ts: a range that ends before it starts is a 400, on a read and a scan */
+    expect_error("GET", "/v1/tables/t/rows/x?start_ts=5&end_ts=3", NULL, 0, 400, "INVALID_ARGUMENT", "end_ts");
+    expect_error("GET", "/v1/tables/t/rows?start_ts=5&end_ts=3", NULL, 0, 400, "INVALID_ARGUMENT", "end_ts");
+    expect_error("GET", "/v1/tables/t/rows?stream=1&start_ts=5&end_ts=5", NULL, 0, 400, "INVALID_ARGUMENT", "end_ts");
+    expect_error("GET", "/v1/tables/t/rows/x?end_ts=0", NULL, 0, 400, "INVALID_ARGUMENT", "end_ts");
+    resp r0 = http("GET", "/v1/tables/t/rows?start_ts=5", NULL); /* no end_ts: no upper bound */
+    cJSON_Delete(expect(&r0, 200));
+    resp_free(&r0);
+    /* an integer field far outside int64_t: a 400, not an undefined cast */
+    expect_error("POST", "/v1/tables/t/rows/x/read-modify-write", "{\"rules\":[{\"column\":\"cf:n\",\"increment\":1e300}]}",
+                 0, 400, "INVALID_ARGUMENT", "increment");
     /* 100,000-deep nesting, both brackets */
     size_t deep = 100000;
     char *d = malloc(2 * deep + 2);
@@ -617,6 +641,20 @@ GW_TEST(malformed_requests, 90)
     expect_error("GET", "/v2/tables", NULL, 0, 404, "NOT_FOUND", NULL);
     expect_error("GET", "/v1/tables/t/rows/x/extra", NULL, 0, 404, "NOT_FOUND", NULL);
     expect_error("GET", "/v1/tables/t/bogus", NULL, 0, 404, "NOT_FOUND", NULL);
+    /* paths deeper than any route (the router's segment array overflowed) */
+    expect_error("GET", "/a/b/c/d/e/f/g/", NULL, 0, 404, "NOT_FOUND", NULL);
+    expect_error("GET", "/a/b/c/d/e/f/", NULL, 0, 404, "NOT_FOUND", NULL);
+    expect_error("POST", "/v1/tables/t/rows/x/check-and-mutate/", "{}", 0, 404, "NOT_FOUND", NULL);
+    expect_error("GET", "/v1/tables/t/rows/x/read-modify-write/a/b/c", NULL, 0, 404, "NOT_FOUND", NULL);
+    {
+        char *deep_path = malloc(6002);
+        for (int i = 0; i < 3000; i++) memcpy(deep_path + 2 * i, "/a", 2);
+        deep_path[6000] = '/';
+        deep_path[6001] = '\0';
+        expect_error("GET", deep_path, NULL, 0, 404, "NOT_FOUND", NULL);
+        free(deep_path);
+    }
+    expect_healthy();
     resp r = http("PATCH", "/v1/tables/t", NULL);
     cJSON_Delete(expect(&r, 405));
     cr_assert(strstr(r.allow, "DELETE") && strstr(r.allow, "GET"), "Allow: %s", r.allow);
@@ -626,6 +664,18 @@ GW_TEST(malformed_requests, 90)
     cr_assert_str_eq(r.allow, "POST");
     resp_free(&r);
     expect_error("POST", "/v1/tables/t/rows", "{}", 0, 405, "METHOD_NOT_ALLOWED", NULL);
+    /* a method the HTTP layer does not know: still a JSON 405 with Allow */
+    r = http("PROPFIND", "/v1/tables/t", NULL);
+    cJSON_Delete(expect(&r, 405));
+    cr_assert(strstr(r.allow, "GET"), "Allow: %s", r.allow);
+    resp_free(&r);
+    /* a 405 on a known path is counted under its endpoint */
+    r = http("GET", "/metrics", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr((char *)r.body.data, "bt_gateway_requests_total{endpoint=\"get_table\",code=\"4xx\"}"),
+              "405 of PATCH /v1/tables/t not under get_table");
+    cr_assert(strstr((char *)r.body.data, "bt_gateway_requests_total{endpoint=\"scan\",code=\"4xx\"}"));
+    resp_free(&r);
     expect_error("GET", "/v1/tables/t/rows/%zz", NULL, 0, 400, "INVALID_ARGUMENT", "row key");
     expect_error("GET", "/v1/tables/t/rows/%4", NULL, 0, 400, "INVALID_ARGUMENT", "row key");
     expect_error("GET", "/v1/tables/bad%20name", NULL, 0, 400, "INVALID_ARGUMENT", "table name");
@@ -659,6 +709,288 @@ static int raw_connect(void)
         return -1;
     }
     return fd;
+}
+
+/* Sends [p, p+n) without blocking for more than timeout_ms without
+ * progress (and without SIGPIPE); the bytes sent. */
+static size_t send_nb(int fd, const void *p, size_t n, int timeout_ms)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, (const char *)p + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+        struct pollfd pf = {fd, POLLOUT, 0};
+        if (poll(&pf, 1, timeout_ms) <= 0) break;
+    }
+    return off;
+}
+
+/* Reads into acc until needle appears after byte `from` of acc (true), EOF,
+ * an error or timeout_ms without it (false). */
+static bool read_until(int fd, bt_buf *acc, size_t from, const char *needle, int timeout_ms)
+{
+    int64_t end = tsf_now_ms() + timeout_ms;
+    for (;;) {
+        if (acc->len > from && memmem(acc->data + from, acc->len - from, needle, strlen(needle))) return true;
+        int left = (int)(end - tsf_now_ms());
+        if (left <= 0) return false;
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, left) <= 0) return false;
+        char buf[16384];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) return false;
+        bt_buf_append(acc, buf, (size_t)n);
+    }
+}
+
+/* Reads until EOF (or timeout_ms). */
+static void read_to_eof(int fd, bt_buf *acc, int timeout_ms)
+{
+    read_until(fd, acc, 0, "\x01never\x02", timeout_ms);
+    bt_buf_append(acc, "", 1);
+    acc->len--;
+}
+
+static long vm_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *s = tsf_slurp(path, NULL);
+    cr_assert_not_null(s);
+    const char *at = strstr(s, "VmRSS:");
+    long kb = -1;
+    if (at) sscanf(at, "VmRSS: %ld", &kb);
+    free(s);
+    cr_assert_gt(kb, 0);
+    return kb;
+}
+
+/* Rows big%05d with 10 KiB values, n_rows of them (about 10 KiB of JSON each). */
+static void fill_big_rows(int n_rows)
+{
+    char *val = malloc(10241);
+    memset(val, 'v', 10240);
+    val[10240] = '\0';
+    bt_buf b = {0};
+    for (int start = 0; start < n_rows; start += 100) {
+        bt_buf_clear(&b);
+        bt_buf_append(&b, "{\"mutations\":[", 14);
+        for (int i = start; i < n_rows && i < start + 100; i++) {
+            char m[128];
+            int len = snprintf(m, sizeof m, "%s{\"row\":\"big%05d\",\"cells\":[{\"column\":\"cf:v\",\"value\":\"",
+                               i > start ? "," : "", i);
+            bt_buf_append(&b, m, (size_t)len);
+            bt_buf_append(&b, val, 10240);
+            bt_buf_append(&b, "\"}]}", 4);
+        }
+        bt_buf_append(&b, "]}", 2);
+        resp r = http_ex("POST", "/v1/tables/t/mutations", b.data, b.len, NULL, 60000);
+        cJSON *j = expect(&r, 200);
+        cr_assert_eq(cJSON_GetObjectItem(j, "failed")->valuedouble, 0, "%.300s", (char *)r.body.data);
+        cJSON_Delete(j);
+        resp_free(&r);
+    }
+    bt_buf_free(&b);
+    free(val);
+}
+
+/* HEAD of a streamed scan (more than one part) used to hang its keep-alive
+ * connection: evhttp never asks for the next part of a HEAD answer.  And a
+ * client that keeps sending while a big stream is written to it must not
+ * make the gateway buffer what it sends. */
+GW_TEST(head_stream_and_input_bound, 150)
+{
+    gw_cluster(NULL);
+    create_table("{\"name\":\"t\",\"families\":{\"cf\":{}}}");
+    fill_big_rows(1200); /* about 12 MiB of NDJSON: more than socket buffers hold */
+
+    /* HEAD, both ways of asking for a stream, then a second request on the
+     * same connection */
+    static const char *const heads[] = {
+        "HEAD /v1/tables/t/rows?stream=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD /v1/tables/t/rows HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n\r\n",
+    };
+    for (int k = 0; k < 2; k++) {
+        int fd = raw_connect();
+        cr_assert_geq(fd, 0);
+        bt_buf acc = {0};
+        cr_assert_eq(send_nb(fd, heads[k], strlen(heads[k]), 5000), strlen(heads[k]));
+        cr_assert(read_until(fd, &acc, 0, "\r\n\r\n", 10000), "no answer to HEAD: %.*s", (int)acc.len,
+                  (char *)acc.data);
+        cr_assert(acc.len > 12 && !memcmp(acc.data, "HTTP/1.1 200", 12), "%.*s", (int)acc.len, (char *)acc.data);
+        cr_assert(memmem(acc.data, acc.len, "application/x-ndjson", 20));
+        size_t mark = acc.len;
+        const char *next = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        cr_assert_eq(send_nb(fd, next, strlen(next), 5000), strlen(next));
+        cr_assert(read_until(fd, &acc, mark, "{\"status\":\"ok\"}", 10000),
+                  "the keep-alive connection hangs after HEAD: %.*s", (int)(acc.len - mark), (char *)acc.data + mark);
+        cr_assert(memmem(acc.data + mark, acc.len - mark, "HTTP/1.1 200", 12), "HEAD sent a body?");
+        bt_buf_free(&acc);
+        close(fd);
+    }
+    /* HEAD paged still fine */
+    resp r = http("HEAD", "/v1/tables/t/rows?limit=5", NULL);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+
+    /* a reader that never reads its stream but keeps sending junk: the
+     * gateway stops reading it instead of buffering 100 MiB */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)G_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /v1/tables/t/rows?stream=1 HTTP/1.1\r\nHost: x\r\n";
+    cr_assert_eq(send_nb(fd, req, strlen(req), 5000), strlen(req));
+    tsf_sleep_ms(100); /* a slow request: the end of the headers comes later */
+    cr_assert_eq(send_nb(fd, "\r\n", 2, 5000), 2);
+    tsf_sleep_ms(500); /* the stream starts and fills the socket buffers */
+    long rss0 = vm_rss_kb(G.pid);
+    size_t chunk = 1u << 20, sent = 0;
+    char *junk = malloc(chunk);
+    memset(junk, 'j', chunk);
+    while (sent < (100u << 20)) {
+        size_t w = send_nb(fd, junk, chunk, 1000);
+        sent += w;
+        if (w < chunk) break; /* no progress for 1 s: the gateway stopped reading */
+    }
+    free(junk);
+    tsf_sleep_ms(300);
+    long rss1 = vm_rss_kb(G.pid);
+    cr_log_info("sent %zu bytes of junk; gateway RSS %ld -> %ld KiB", sent, rss0, rss1);
+    cr_assert_lt(rss1 - rss0, 50 * 1024, "the gateway buffered the junk: RSS %ld -> %ld KiB after %zu bytes sent",
+                 rss0, rss1, sent);
+    close(fd);
+    tsf_sleep_ms(200);
+    expect_healthy();
+    r = http("GET", "/v1/tables/t/rows?limit=3", NULL);
+    cJSON_Delete(expect(&r, 200));
+    resp_free(&r);
+    /* a body near the limit still passes (evhttp drains the input as it
+     * parses, so the read bound does not cap bodies) */
+    size_t blen = 12u << 20;
+    char *body = malloc(blen + 64);
+    int hl = snprintf(body, 64, "{\"cells\":[{\"column\":\"cf:v\",\"value\":\"");
+    memset(body + hl, 'b', blen - (size_t)hl - 4);
+    memcpy(body + blen - 4, "\"}]}", 4);
+    r = http_ex("PUT", "/v1/tables/t/rows/bigbody", body, blen, NULL, 60000);
+    cJSON_Delete(expect(&r, 200));
+    resp_free(&r);
+    free(body);
+}
+
+/* Error messages stay valid UTF-8 JSON when what they quote is not, and
+ * evhttp's own error pages come out as JSON even behind a 100 Continue. */
+GW_TEST(error_bodies_json, 90)
+{
+    static const char *const extra[] = {"--max-body-mb", "1", NULL};
+    gw_cluster(extra);
+    /* a raw 0xFF in the path, quoted by the 404 */
+    int fd = raw_connect();
+    cr_assert_geq(fd, 0);
+    const char req[] = "GET /v2/\xff\xfe\xc3\xa9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(send_nb(fd, req, sizeof req - 1, 5000), sizeof req - 1);
+    bt_buf acc = {0};
+    read_to_eof(fd, &acc, 10000);
+    close(fd);
+    const char *b = memmem(acc.data, acc.len, "\r\n\r\n", 4);
+    cr_assert_not_null(b, "%.*s", (int)acc.len, (char *)acc.data);
+    b += 4;
+    size_t bl = acc.len - (size_t)(b - (const char *)acc.data);
+    cr_assert(gw_utf8_valid((const uint8_t *)b, bl), "error body is not UTF-8: %.*s", (int)bl, b);
+    cJSON *j = cJSON_ParseWithLength(b, bl);
+    cr_assert_not_null(j, "not JSON: %.*s", (int)bl, b);
+    cr_assert(!strncmp((char *)acc.data, "HTTP/1.1 404", 12), "%.*s", (int)acc.len, (char *)acc.data);
+    const char *m = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message")->valuestring;
+    cr_assert(strstr(m, "\\xFF\\xFE\xc3\xa9"), "message %s", m); /* bad bytes as text, good UTF-8 kept */
+    cJSON_Delete(j);
+    bt_buf_clear(&acc);
+
+    /* a malformed request after an answered one on the same connection
+     * (the output buffer has been written to the socket before): JSON too */
+    fd = raw_connect();
+    cr_assert_geq(fd, 0);
+    const char ka[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(send_nb(fd, ka, sizeof ka - 1, 5000), sizeof ka - 1);
+    cr_assert(read_until(fd, &acc, 0, "{\"status\":\"ok\"}", 10000));
+    size_t mark = acc.len;
+    const char junk[] = "GARBAGE \x01\x02 nonsense\r\n\r\n";
+    cr_assert_eq(send_nb(fd, junk, sizeof junk - 1, 5000), sizeof junk - 1);
+    read_to_eof(fd, &acc, 10000);
+    close(fd);
+    cr_assert(!memmem(acc.data + mark, acc.len - mark, "<HTML", 5), "HTML leaked: %.*s", (int)(acc.len - mark),
+              (char *)acc.data + mark);
+    cr_assert(memmem(acc.data + mark, acc.len - mark, "INVALID_ARGUMENT", 16), "%.*s", (int)(acc.len - mark),
+              (char *)acc.data + mark);
+    bt_buf_clear(&acc);
+
+    /* a chunked body over the limit sent right after the headers, without
+     * waiting for the 100 Continue: the 413 is JSON, never evhttp's HTML */
+    char *big = malloc((3u << 19) + 64);
+    int hl = sprintf(big, "%x\r\n", 3u << 19);
+    memset(big + hl, 'x', 3u << 19);
+    size_t blen = (size_t)hl + (3u << 19);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        fd = raw_connect();
+        cr_assert_geq(fd, 0);
+        const char *h = "PUT /v1/tables/t/rows/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+        cr_assert_eq(send_nb(fd, h, strlen(h), 5000), strlen(h));
+        if (attempt & 1) tsf_sleep_ms(20);
+        send_nb(fd, big, blen, 2000);
+        shutdown(fd, SHUT_WR);
+        read_to_eof(fd, &acc, 10000);
+        close(fd);
+        cr_assert(!memmem(acc.data, acc.len, "<HTML", 5), "HTML leaked: %.*s", (int)acc.len, (char *)acc.data);
+        cr_assert(memmem(acc.data, acc.len, "TOO_LARGE", 9), "%.*s", (int)acc.len, (char *)acc.data);
+        bt_buf_clear(&acc);
+    }
+    bt_buf_free(&acc);
+    free(big);
+    expect_healthy();
+}
+
+/* The decision after bt_apply_batch: an error that no row records (out of
+ * memory before any row was tried) fails the request; it used to be
+ * answered 200 with every row "OK". */
+Test(gateway_unit, batch_failure_status)
+{
+    int none[3] = {0, 0, 0};
+    cr_assert_eq(gw_batch_failure_status(BT_OK, none, 3), 0);
+    cr_assert_eq(gw_batch_failure_status(BT_ENOMEM, none, 3), 500);
+    cr_assert_eq(gw_batch_failure_status(BT_EUNAVAIL, none, 3), 503);
+    cr_assert_eq(gw_batch_failure_status(BT_EINVAL, none, 3), 400);
+    int one[3] = {0, BT_ENOTFOUND, 0};
+    cr_assert_eq(gw_batch_failure_status(BT_ENOTFOUND, one, 3), 0, "a per-row failure: 200 with results");
+    int down[2] = {BT_EUNAVAIL, BT_ETIMEDOUT};
+    cr_assert_eq(gw_batch_failure_status(BT_EUNAVAIL, down, 2), 503);
+    int mixed[2] = {BT_EUNAVAIL, BT_ENOTFOUND};
+    cr_assert_eq(gw_batch_failure_status(BT_EUNAVAIL, mixed, 2), 0);
+}
+
+/* The body pre-scan, without a cluster. */
+Test(gateway_unit, prescan_control_characters)
+{
+    char why[256];
+    static const struct { const char *s; size_t n; bool ok; } cases[] = {
+        {"{\"a\":\"ab\x00" "cd\"}", 13, false},
+        {"{\"a\":\"a\tb\"}", 11, false},
+        {"{\"a\":\"a\x1f\"}", 10, false},
+        {"{\"a\":\"a\\tb\\u0001\"}", 18, true},
+        {"{\"a\":\n\t\"b\"}\r\n", 13, true}, /* whitespace outside strings is fine */
+        {"{\"a\":\"\\u0000\"}", 14, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        why[0] = '\0';
+        int rc = gw_json_prescan((const uint8_t *)cases[i].s, cases[i].n, 64, why);
+        cr_assert_eq(rc == 0, cases[i].ok, "case %zu: rc %d (%s)", i, rc, why);
+        if (!cases[i].ok) cr_assert(why[0], "case %zu: no reason", i);
+    }
 }
 
 GW_TEST(slow_clients, 90)
