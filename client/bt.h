@@ -67,6 +67,14 @@ typedef struct bt_client_options {
     int conns_per_server;   /* TCP connections per tablet server; 0 -> 2 */
     int prefetch_rows;      /* METADATA rows fetched per location lookup; 0 -> 16 */
     int max_parallel;       /* tablet servers a batch or scan talks to at once; 0 -> 16 */
+    bool thread_connections;/* each calling thread gets its own blocking connection
+                               per tablet server for its single calls (reads,
+                               writes, scans; not batches): no hand-off to the
+                               client's network threads, two thread switches
+                               fewer per call.  For programs that call from a
+                               fixed set of long-lived threads, one call at a
+                               time each (bt-gateway).  Costs one connection per
+                               thread and server. */
 } bt_client_options;
 
 /* Connects to a cluster through its lock service: "bt://host:port" (bt-lockd)

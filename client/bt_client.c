@@ -19,6 +19,7 @@
  * until the call's deadline.
  */
 #include "client/bt_internal.h"
+#include "common/rpc_sync.h"
 #include "sstable/iter.h" /* sst_key_cmp: bytewise order */
 #include "common/rpc_codec.h"
 #include "common/status.h"
@@ -147,6 +148,7 @@ int bt_connect(const char *lock_url, const bt_client_options *opts, bt_client **
     }
     pthread_mutex_init(&c->lk_mu, NULL);
     pthread_mutex_init(&c->master_mu, NULL);
+    pthread_mutex_init(&c->tc_mu, NULL);
     pthread_rwlock_init(&c->cache_mu, NULL);
     bt_conn_pool_opts po = {
         .conns_per_server = o.conns_per_server,
@@ -180,6 +182,9 @@ void bt_close(bt_client *c)
 {
     if (!c) return;
     bt_conn_pool_free(c->pool);
+    for (size_t i = 0; i < c->n_tconns; i++) rpc_sync_free(c->tconns[i].conn);
+    free(c->tconns);
+    pthread_mutex_destroy(&c->tc_mu);
     lk_close(c->lk);
     for (size_t i = 0; i < c->n_retired; i++) lk_close(c->retired[i]);
     free(c->retired);
@@ -251,13 +256,56 @@ static const char *method_name(uint16_t m)
     return n ? n : "call";
 }
 
+/* The calling thread's own connection to addr (thread_connections). */
+static int thread_conn(bt_client *c, const char *addr, rpc_sync_conn **out)
+{
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&c->tc_mu);
+    for (size_t i = 0; i < c->n_tconns; i++)
+        if (pthread_equal(c->tconns[i].tid, self) && !strcmp(c->tconns[i].addr, addr)) {
+            *out = c->tconns[i].conn;
+            pthread_mutex_unlock(&c->tc_mu);
+            return BT_OK;
+        }
+    int rc = BT_OK;
+    char host[256];
+    uint16_t port = 0;
+    if (strlen(addr) >= sizeof c->tconns[0].addr) rc = bt_err(BT_EINVAL, "address too long: %s", addr);
+    if (!rc) rc = bt_conn_parse_addr(addr, host, sizeof host, &port);
+    if (!rc && c->n_tconns == c->cap_tconns) {
+        size_t nc = c->cap_tconns ? 2 * c->cap_tconns : 16;
+        struct bt_tconn *v = realloc(c->tconns, nc * sizeof *v);
+        if (!v) rc = BT_ENOMEM;
+        else {
+            c->tconns = v;
+            c->cap_tconns = nc;
+        }
+    }
+    rpc_sync_conn *conn = NULL;
+    if (!rc) rc = rpc_sync_new(host, port, 2000, &conn);
+    if (!rc) {
+        struct bt_tconn *t = &c->tconns[c->n_tconns++];
+        t->tid = self;
+        snprintf(t->addr, sizeof t->addr, "%s", addr);
+        t->conn = conn;
+        *out = conn;
+    }
+    pthread_mutex_unlock(&c->tc_mu);
+    return rc;
+}
+
 int bt_client_rpc(bt_client *c, const char *addr, uint16_t method, const bt_buf *req, bt_buf *resp,
                   int timeout_ms)
 {
     bt_buf local = {0};
     bt_buf *r = resp ? resp : &local;
     atomic_fetch_add(&c->st_rpcs, 1);
-    int rc = bt_conn_call(c->pool, addr, method, req ? req->data : NULL, req ? req->len : 0, r, timeout_ms, 0);
+    int rc;
+    rpc_sync_conn *tc = NULL;
+    if (c->o.thread_connections && (rc = thread_conn(c, addr, &tc)) == BT_OK)
+        rc = rpc_sync_call(tc, method, req ? req->data : NULL, req ? req->len : 0, r, timeout_ms);
+    else if (!c->o.thread_connections)
+        rc = bt_conn_call(c->pool, addr, method, req ? req->data : NULL, req ? req->len : 0, r, timeout_ms, 0);
     if (rc) {
         if (r->len && rc != BT_ETIMEDOUT)
             bt_err(rc, "%.*s", (int)(r->len > 300 ? 300 : r->len), (const char *)r->data);

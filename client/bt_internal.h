@@ -87,6 +87,11 @@ struct bt_client {
     char master_addr[256];          /* "" : read /bt/master again */
 
     atomic_uint_fast64_t st_lookups, st_lookup_rpcs, st_cache_hits, st_rpcs, st_retries;
+
+    /* thread_connections: each thread's blocking connection per server */
+    pthread_mutex_t tc_mu;
+    struct bt_tconn { pthread_t tid; char addr[256]; struct rpc_sync_conn *conn; } *tconns;
+    size_t n_tconns, cap_tconns;
 };
 
 struct bt_table {

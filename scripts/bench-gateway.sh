@@ -131,19 +131,23 @@ run_wrk() {     # mode first
     fi
 }
 
-run_sdk() {     # workload first
+run_sdk() {     # workload, first key, then extra flags
     local cmd=("$BIN/bt-bench" sdk --lock "$LOCK" --table "$TABLE" --workload "$1" --threads "$SDK_THREADS" \
-               --n "$SDK_N" --value-size "$VALUE" --keys "$ROWS" --first "$2")
+               --n "$SDK_N" --value-size "$VALUE" --keys "$ROWS" --first "$2" "${@:3}")
     echo "\$ ${cmd[*]#$BIN/}"
     "${cmd[@]}"
 }
 
+# The SDK runs twice per workload: with its default shared, pipelined
+# connections, and with --thread-connections (what bt-gateway uses).
 for round in $(seq 1 "$ROUNDS"); do
     echo "-- round $round"
     run_wrk get 0
     run_sdk get 0
+    run_sdk get 0 --thread-connections
     run_wrk put $((round * 1000000000000 / 10))
     run_sdk put $((round * 1000000000000 / 10 + 50000000000))
+    run_sdk put $((round * 1000000000000 / 10 + 70000000000)) --thread-connections
 done
 
 if [ "$CLUSTER_UP" = 1 ] && [ "$SERVER_BENCH" = 1 ]; then

@@ -4,6 +4,7 @@
  *
  *   bt-bench sdk --lock URL --table T --workload put|get --threads T --n N
  *                [--value-size B] [--keys K] [--first F] [--create] [--seed S]
+ *                [--thread-connections]
  *
  * T threads share one bt_client and one table handle and run N operations
  * in all, each one synchronous call:
@@ -38,7 +39,7 @@ typedef struct sdk_config {
     int threads;
     uint64_t n, keys, first, seed;
     size_t value_size;
-    bool create;
+    bool create, thread_connections;
 } sdk_config;
 
 typedef struct sdk_bench {
@@ -139,7 +140,9 @@ static void usage(FILE *f)
         "  --keys K          get: rows to pick from (default N)\n"
         "  --first F         first key index (default 0)\n"
         "  --create          create the table (family cf) if it does not exist\n"
-        "  --seed S          get: key sequence seed (default 301)\n");
+        "  --seed S          get: key sequence seed (default 301)\n"
+        "  --thread-connections  each thread its own blocking connection per server\n"
+        "                    (bt_client_options.thread_connections, as bt-gateway uses)\n");
 }
 
 static int usage_error(const char *msg, const char *arg)
@@ -173,6 +176,10 @@ static int parse(sdk_config *c, int argc, char **argv)
         }
         if (!strcmp(f, "--create")) {
             c->create = true;
+            continue;
+        }
+        if (!strcmp(f, "--thread-connections")) {
+            c->thread_connections = true;
             continue;
         }
         if (i + 1 >= argc) return usage_error("option needs a value: ", f);
@@ -212,7 +219,7 @@ int bench_sdk_main(int argc, char **argv)
     int st = parse(&c, argc, argv);
     if (st >= 0) return st;
 
-    bt_client_options o = {.timeout_ms = 30000, .conns_per_server = 4};
+    bt_client_options o = {.timeout_ms = 30000, .conns_per_server = 4, .thread_connections = c.thread_connections};
     bt_client *cl = NULL;
     int rc = bt_connect(c.lock_url, &o, &cl);
     if (!rc && c.create) rc = create_if_missing(cl, c.table);

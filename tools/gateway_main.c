@@ -136,8 +136,11 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it; one sigwaits */
     signal(SIGPIPE, SIG_IGN);
 
+    /* every loop thread makes one blocking call at a time: its own
+     * connections save two thread switches per call */
     bt_client_options co = {.timeout_ms = (int)timeout_ms,
-                            .rpc_timeout_ms = timeout_ms < 10000 ? (int)timeout_ms : 10000};
+                            .rpc_timeout_ms = timeout_ms < 10000 ? (int)timeout_ms : 10000,
+                            .thread_connections = true};
     bt_client *c = NULL;
     int rc = bt_connect(lock, &co, &c);
     if (rc) {

@@ -1162,3 +1162,50 @@ CL_TEST(status_events_and_sizes, 120)
     cr_assert_gt(total, 4096, "tablet sizes never reported (total %" PRIu64 ")", total);
     bt_table_close(t);
 }
+
+/* A client with thread_connections (each thread its own blocking
+ * connection per server, as bt-gateway runs) follows a move and a server's
+ * death like the shared connections do. */
+CL_TEST(thread_connections_follow_moves_and_failures, 180)
+{
+    clf_cluster(1, 2, 0);
+    const char *splits[] = {"m"};
+    clf_create_table(C.client, "tc", splits, 1);
+    bt_client_options o = {.timeout_ms = 60000, .thread_connections = true};
+    bt_client *c = NULL;
+    CL_OK(bt_connect(C.lock_url, &o, &c));
+    bt_table *t = clf_open(c, "tc");
+    char row[32], got[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(row, sizeof row, "%c%03d", 'a' + i % 26, i);
+        CL_OK(clf_put(t, row, row));
+    }
+    bt_table_desc *d = clf_describe(c, "tc");
+    CL_OK(bt_move_tablet(c, d->tablets[0].id, NULL));
+    bt_table_desc_free(d);
+    for (int i = 0; i < 200; i++) {
+        snprintf(row, sizeof row, "%c%03d", 'a' + i % 26, i);
+        CL_OK(clf_get(t, row, row, got));
+    }
+    /* the server holding row "a000" dies: reads wait for recovery */
+    d = clf_describe(c, "tc");
+    int victim = clf_ts_index(d->tablets[0].server_id);
+    bt_table_desc_free(d);
+    cr_assert_geq(victim, 0);
+    clf_kill_ts(victim);
+    for (int i = 0; i < 200; i++) {
+        snprintf(row, sizeof row, "%c%03d", 'a' + i % 26, i);
+        CL_OK(clf_get(t, row, row, got));
+    }
+    bt_scanner *s = NULL;
+    CL_OK(bt_scan_open(t, NULL, &s));
+    const bt_row *r;
+    int n = 0, rc;
+    while ((rc = bt_scanner_next(s, &r)) == BT_OK) n++;
+    cr_assert_eq(rc, BT_ENOTFOUND);
+    cr_assert_eq(n, 200);
+    bt_scanner_close(s);
+    bt_table_close(t);
+    bt_close(c);
+    clf_start_ts(victim);
+}
