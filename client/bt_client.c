@@ -301,11 +301,13 @@ int bt_client_rpc(bt_client *c, const char *addr, uint16_t method, const bt_buf 
     bt_buf *r = resp ? resp : &local;
     atomic_fetch_add(&c->st_rpcs, 1);
     int rc;
-    rpc_sync_conn *tc = NULL;
-    if (c->o.thread_connections && (rc = thread_conn(c, addr, &tc)) == BT_OK)
-        rc = rpc_sync_call(tc, method, req ? req->data : NULL, req ? req->len : 0, r, timeout_ms);
-    else if (!c->o.thread_connections)
+    if (c->o.thread_connections) {
+        rpc_sync_conn *tc = NULL;
+        rc = thread_conn(c, addr, &tc);
+        if (!rc) rc = rpc_sync_call(tc, method, req ? req->data : NULL, req ? req->len : 0, r, timeout_ms);
+    } else {
         rc = bt_conn_call(c->pool, addr, method, req ? req->data : NULL, req ? req->len : 0, r, timeout_ms, 0);
+    }
     if (rc) {
         if (r->len && rc != BT_ETIMEDOUT)
             bt_err(rc, "%.*s", (int)(r->len > 300 ? 300 : r->len), (const char *)r->data);

@@ -504,7 +504,11 @@ CL_TEST(online_cluster_down, 240)
         free(e);
         if (!going) tsf_sleep_ms(20);
     }
-    cr_assert(going, "no progress line from bt-import");
+    if (!going) {
+        char *e = slurp_err();
+        int st = wait_import(pid);
+        cr_assert(going, "no progress line from bt-import (exit status %d); its stderr: %s", st, e ? e : "(none)");
+    }
     clf_kill_ts(0);
     clf_kill_ts(1);
     int st = wait_import(pid);
