@@ -489,12 +489,23 @@ CL_TEST(online_cluster_down, 240)
     clf_cluster(1, 2, 0);
     size_t len, n = 200000;
     char *text = gen_rows(n, &len);
+    /* the input comes through a FIFO, so the import is still running (waiting
+     * for more input) when the servers go, however fast this machine is */
     char path[PATH_MAX + 64];
-    write_file("d.csv", text, len, path, sizeof path);
-    free(text);
+    snprintf(path, sizeof path, "%s/d.fifo", C.root);
+    cr_assert_eq(mkfifo(path, 0600), 0, "mkfifo: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
     pid_t pid = start_import("--table", "td", "--format", "csv", "--row-key", "id", "--columns", "a=cf,b=cf,c=cf",
-                             "--create", "--tablets", "2", "--timeout-ms", "3000", "--progress-interval", "1", path,
-                             NULL);
+                             "--create", "--tablets", "2", "--sample-mb", "1", "--timeout-ms", "3000",
+                             "--progress-interval", "1", path, NULL);
+    int fd = open(path, O_WRONLY | O_CLOEXEC); /* waits for bt-import to open it */
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    size_t half = len / 2, off = 0;
+    while (off < half) {
+        ssize_t w = write(fd, text + off, half - off);
+        cr_assert_gt(w, 0, "write to bt-import: %s", strerror(errno));
+        off += (size_t)w;
+    }
     /* wait until rows are being acknowledged, then take every server away */
     int64_t end = tsf_now_ms() + 60000;
     bool going = false;
@@ -505,12 +516,21 @@ CL_TEST(online_cluster_down, 240)
         if (!going) tsf_sleep_ms(20);
     }
     if (!going) {
+        close(fd);
         char *e = slurp_err();
         int st = wait_import(pid);
         cr_assert(going, "no progress line from bt-import (exit status %d); its stderr: %s", st, e ? e : "(none)");
     }
     clf_kill_ts(0);
     clf_kill_ts(1);
+    /* the rest of the input, as far as bt-import still reads it */
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w <= 0) break; /* EPIPE: it stopped */
+        off += (size_t)w;
+    }
+    close(fd);
+    free(text);
     int st = wait_import(pid);
     char *e = slurp_err();
     cr_assert_eq(st, 3, "exit %d, want 3; stderr: %s", st, e);
