@@ -2,7 +2,9 @@
 #include "common/cli.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int bt_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -13,4 +15,16 @@ int bt_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned
     if (errno || *end || v < min || v > max) return -1;
     *out = v;
     return 0;
+}
+
+const char *bt_cli_split(const char *arg, char *name, size_t cap)
+{
+    const char *eq = strchr(arg, '=');
+    if (eq && (size_t)(eq - arg) < cap) {
+        memcpy(name, arg, (size_t)(eq - arg));
+        name[eq - arg] = '\0';
+        return eq + 1;
+    }
+    snprintf(name, cap, "%s", arg);
+    return NULL;
 }

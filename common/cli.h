@@ -6,4 +6,12 @@
  * are refused).  0 and *out set, or -1. */
 int bt_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 
+#include <stddef.h>
+
+/* Splits a command-line argument "--name=value" into its name (copied into
+ * name, cap bytes) and value (returned, pointing into arg).  An argument
+ * without '=' (or whose name would not fit) is copied whole and NULL is
+ * returned: the value, if the option takes one, is the next argument. */
+const char *bt_cli_split(const char *arg, char *name, size_t cap);
+
 #endif

@@ -238,14 +238,7 @@ static int parse_flags(opts *o, int cmd, int argc, char **argv, void (*usage)(FI
             return -1;
         }
         char name[64];
-        const char *v = NULL, *eq = strchr(a, '=');
-        if (eq && (size_t)(eq - a) < sizeof name) {
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            v = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-        }
+        const char *v = bt_cli_split(a, name, sizeof name);
         const flagdef *d = NULL;
         for (size_t k = 0; k < sizeof defs / sizeof *defs; k++)
             if ((defs[k].cmds & cmd) && !strcmp(name, defs[k].name)) d = &defs[k];

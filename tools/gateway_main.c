@@ -100,14 +100,7 @@ int main(int argc, char **argv)
             return 0;
         }
         char name[64];
-        const char *v = NULL, *eq = strchr(a, '=');
-        if (eq && (size_t)(eq - a) < sizeof name) {
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            v = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-        }
+        const char *v = bt_cli_split(a, name, sizeof name);
         int num = -1;
         for (size_t k = 0; k < sizeof nums / sizeof *nums; k++)
             if (!strcmp(name, nums[k].name)) num = (int)k;

@@ -117,14 +117,7 @@ int main(int argc, char **argv)
             return 0;
         }
         char name[64];
-        const char *v = NULL, *eq = strchr(a, '=');
-        if (eq && (size_t)(eq - a) < sizeof name) {
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            v = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-        }
+        const char *v = bt_cli_split(a, name, sizeof name);
         static const char *known[] = { "--data-dir", "--lock", "--port", "--bind", "--advertise", "--id",
                                        "--memtable-mb", "--cache-mb", "--durability", "--lease-ms",
                                        "--scanner-lease-ms", "--split-mb" };

@@ -1007,3 +1007,21 @@ Test(cli, parse_ulong_bounds_and_garbage)
     cr_assert_eq(bt_parse_ulong("99999999999999999999999", 0, ~0ul, &v), -1, "overflow");
     cr_assert_eq(v, 7, "left unchanged on errors");
 }
+
+Test(cli, split_name_and_value)
+{
+    char name[16];
+    const char *v = bt_cli_split("--port=7001", name, sizeof name);
+    cr_assert_str_eq(name, "--port");
+    cr_assert_str_eq(v, "7001");
+    cr_assert_null(bt_cli_split("--port", name, sizeof name));
+    cr_assert_str_eq(name, "--port");
+    v = bt_cli_split("--lock=bt://h:1=x", name, sizeof name);
+    cr_assert_str_eq(name, "--lock");
+    cr_assert_str_eq(v, "bt://h:1=x", "only the first '=' splits");
+    v = bt_cli_split("--empty=", name, sizeof name);
+    cr_assert_str_eq(v, "");
+    /* a name that does not fit is kept whole (and refused as unknown) */
+    cr_assert_null(bt_cli_split("--a-very-long-option-name=1", name, sizeof name));
+    cr_assert_eq(strlen(name), sizeof name - 1);
+}
