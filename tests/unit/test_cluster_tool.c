@@ -400,7 +400,7 @@ Test(cluster_tool, up_refuses_a_busy_port)
     snprintf(busy, sizeof busy, "%u", (unsigned)ntohs(a.sin_port));
     ports p = pick_ports(1);
 
-    int rc = tool("up", "--dir", dir, "--lock-port", busy, "--master-port", p.master, "--server-port", p.server,
+    int rc = tool("up", "--dir", dir, "--servers", "1", "--lock-port", busy, "--master-port", p.master, "--server-port", p.server,
                   "--gateway-port", p.gateway, "--wait-s", "5", NULL);
     cr_assert_eq(rc, 1, "up on a busy port: exit %d\n%s%s", rc, out_buf, err_buf);
     char want[128];
@@ -528,8 +528,8 @@ Test(cluster_tool, up_reports_a_dead_process_and_stops_the_rest)
     fclose(f);
 
     ports p = pick_ports(1);
-    int rc = tool("up", "--dir", dir, "--lock-port", p.lock, "--master-port", p.master, "--server-port", p.server,
-                  "--gateway-port", p.gateway, "--wait-s", "30", NULL);
+    int rc = tool("up", "--dir", dir, "--servers", "1", "--lock-port", p.lock, "--master-port", p.master,
+                  "--server-port", p.server, "--gateway-port", p.gateway, "--wait-s", "30", NULL);
     cr_assert_eq(rc, 1, "up with a broken data dir: exit %d\n%s%s", rc, out_buf, err_buf);
     cr_assert(strstr(err_buf, "bt-cluster: ts0 (pid ") && strstr(err_buf, "exited with status 1"), "%s", err_buf);
     cr_assert(strstr(err_buf, "last lines of ") && strstr(err_buf, "/logs/ts0.log"), "%s", err_buf);
@@ -548,7 +548,9 @@ Test(cluster_tool, run_stops_on_sigint)
     ports p = pick_ports(1);
     char bin[PATH_MAX];
     bin_path("bt-cluster", bin, sizeof bin);
-    char *argv[] = {bin, "run", "--dir", dir, "--lock-port", p.lock, "--master-port", p.master,
+    /* one server: only its port was checked free (the default 3 would also
+     * take the two ports above it, which something else may hold) */
+    char *argv[] = {bin, "run", "--dir", dir, "--servers", "1", "--lock-port", p.lock, "--master-port", p.master,
                     "--server-port", p.server, "--gateway-port", p.gateway, "--wait-s", "60", NULL};
     int po[2];
     cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
