@@ -83,3 +83,68 @@ int bt_get_lenbytes(const uint8_t **p, const uint8_t *limit, const uint8_t **out
     *p = q + len;
     return 0;
 }
+
+/* ---- base64 -------------------------------------------------------------------- */
+
+int bt_b64_encode(bt_buf *out, const void *data, size_t n, bool url)
+{
+    const uint8_t *p = data;
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char web[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *al = url ? web : std;
+    if (bt_buf_reserve(out, (n + 2) / 3 * 4 + 1)) return BT_ENOMEM;
+    char *o = (char *)out->data + out->len;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *o++ = al[v >> 18];
+        *o++ = al[(v >> 12) & 63];
+        *o++ = al[(v >> 6) & 63];
+        *o++ = al[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        *o++ = al[v >> 18];
+        *o++ = al[(v >> 12) & 63];
+        if (!url) { *o++ = '='; *o++ = '='; }
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        *o++ = al[v >> 18];
+        *o++ = al[(v >> 12) & 63];
+        *o++ = al[(v >> 6) & 63];
+        if (!url) *o++ = '=';
+    }
+    out->len = (size_t)(o - (char *)out->data);
+    return BT_OK;
+}
+
+static int b64_val(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+int bt_b64_decode(const char *s, size_t n, bt_buf *out)
+{
+    bt_buf_clear(out);
+    while (n > 0 && s[n - 1] == '=') n--;
+    if (n % 4 == 1) return -1;
+    if (bt_buf_reserve(out, n / 4 * 3 + 3)) return -1;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_val((unsigned char)s[i]);
+        if (v < 0) return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out->data[out->len++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return 0;
+}

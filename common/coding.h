@@ -12,6 +12,7 @@
 #ifndef BT_COMMON_CODING_H
 #define BT_COMMON_CODING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -114,5 +115,14 @@ void bt_buf_free(bt_buf *b);
  * On success points *out at the bytes (into the input), sets *n, advances *p
  * past them and returns 0; returns -1 if truncated. */
 int bt_get_lenbytes(const uint8_t **p, const uint8_t *limit, const uint8_t **out, size_t *n);
+
+/* ---- base64 (RFC 4648) -------------------------------------------------------
+ * Appends the base64 of data[0..n) to out: the standard alphabet with '='
+ * padding, or with url the URL alphabet ('-', '_') without padding.
+ * BT_OK or BT_ENOMEM. */
+int bt_b64_encode(bt_buf *out, const void *data, size_t n, bool url);
+/* Decodes s[0..n) (either alphabet, padding optional) into out (cleared
+ * first).  0, or -1 if s is not base64 or memory runs out. */
+int bt_b64_decode(const char *s, size_t n, bt_buf *out);
 
 #endif

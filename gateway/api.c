@@ -205,7 +205,7 @@ static int parse_splits(const cJSON *j, const char *field, bool b64, bt_buf **bu
         *bufs = nb;
         memset(&nb[*n], 0, sizeof nb[*n]);
         (*n)++;
-        if (b64 ? gw_b64_decode(e->valuestring, strlen(e->valuestring), &nb[*n - 1])
+        if (b64 ? bt_b64_decode(e->valuestring, strlen(e->valuestring), &nb[*n - 1])
                 : bt_buf_append(&nb[*n - 1], e->valuestring, strlen(e->valuestring)))
             return snprintf(why, 256, "%s[%d]: expected a base64 string", field, i), -1;
         i++;

@@ -49,9 +49,6 @@ bool gw_utf8_valid(const uint8_t *p, size_t n);
 /* Percent-decodes [p, p+n) into out (binary-safe; '+' stays '+').  -1 on a
  * bad escape. */
 int gw_pct_decode(const char *p, size_t n, bt_buf *out);
-int gw_b64_encode(bt_buf *out, const uint8_t *p, size_t n, bool url);
-/* Standard or URL alphabet, padding optional.  -1 if not base64. */
-int gw_b64_decode(const char *s, size_t n, bt_buf *out);
 
 /* The cheap pass over a request body before cJSON sees it: valid UTF-8,
  * nesting at most max_depth, no \u0000 escape and no raw control byte

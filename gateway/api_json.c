@@ -1,4 +1,4 @@
-/* gateway/api_json.c: text and JSON helpers of the /v1 API: UTF-8, base64,
+/* gateway/api_json.c: text and JSON helpers of the /v1 API: UTF-8,
  * percent-decoding, query strings, the body pre-scan, JSON output of rows,
  * JSON input of cells, columns and mutations (shapes in docs/gateway.md). */
 #include <stdarg.h>
@@ -97,68 +97,6 @@ int gw_pct_decode(const char *p, size_t n, bt_buf *out)
         out->data[out->len++] = c;
     }
     out->data[out->len] = '\0'; /* convenience; not counted */
-    return 0;
-}
-
-int gw_b64_encode(bt_buf *out, const uint8_t *p, size_t n, bool url)
-{
-    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    static const char web[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const char *al = url ? web : std;
-    if (bt_buf_reserve(out, (n + 2) / 3 * 4 + 1)) return BT_ENOMEM;
-    char *o = (char *)out->data + out->len;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = al[v >> 18];
-        *o++ = al[(v >> 12) & 63];
-        *o++ = al[(v >> 6) & 63];
-        *o++ = al[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        *o++ = al[v >> 18];
-        *o++ = al[(v >> 12) & 63];
-        if (!url) { *o++ = '='; *o++ = '='; }
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        *o++ = al[v >> 18];
-        *o++ = al[(v >> 12) & 63];
-        *o++ = al[(v >> 6) & 63];
-        if (!url) *o++ = '=';
-    }
-    out->len = (size_t)(o - (char *)out->data);
-    return BT_OK;
-}
-
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-int gw_b64_decode(const char *s, size_t n, bt_buf *out)
-{
-    bt_buf_clear(out);
-    while (n > 0 && s[n - 1] == '=') n--;
-    if (n % 4 == 1) return -1;
-    if (bt_buf_reserve(out, n / 4 * 3 + 3)) return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out->data[out->len++] = (uint8_t)(acc >> bits);
-        }
-    }
     return 0;
 }
 
@@ -464,7 +402,7 @@ int gw_jbytes(bt_buf *b, bool comma, const char *name, const void *p, size_t n)
         return rc;
     }
     if (!rc) rc = gw_jprintf(b, "\"%s_b64\":\"", name);
-    if (!rc) rc = gw_b64_encode(b, p, n, false);
+    if (!rc) rc = bt_b64_encode(b, p, n, false);
     if (!rc) rc = gw_jraw(b, "\"");
     return rc;
 }
@@ -517,7 +455,7 @@ int gw_jget_bytes(const cJSON *obj, const char *name, const char *path, bt_buf *
         return bt_buf_append(out, s->valuestring, strlen(s->valuestring)) ? -1 : 1;
     }
     if (b) {
-        if (!cJSON_IsString(b) || gw_b64_decode(b->valuestring, strlen(b->valuestring), out))
+        if (!cJSON_IsString(b) || bt_b64_decode(b->valuestring, strlen(b->valuestring), out))
             return snprintf(why, 256, "%s.%s: expected a base64 string", path, b64name), -1;
         return 1;
     }

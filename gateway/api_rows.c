@@ -245,7 +245,7 @@ void gw_ep_scan(gw_api *a, gw_req *r, const char *table, const gw_query *q)
     if (!bad) {
         size_t tl;
         const char *t = gw_query_raw(q, "page_token", &tl);
-        if (t && (gw_b64_decode(t, tl, &tok) || tok.len == 0)) bad = snprintf(why, sizeof why, "page_token: not a token of this gateway");
+        if (t && (bt_b64_decode(t, tl, &tok) || tok.len == 0)) bad = snprintf(why, sizeof why, "page_token: not a token of this gateway");
         else if (t) {
             bt_buf_clear(&st->start);
             bt_buf_append(&st->start, tok.data, tok.len);
@@ -325,7 +325,7 @@ void gw_ep_scan(gw_api *a, gw_req *r, const char *table, const gw_query *q)
     if (!wrc) wrc = gw_jraw(&b, "]");
     if (!wrc && next.len) {
         wrc = gw_jraw(&b, ",\"next\":\"");
-        if (!wrc) wrc = gw_b64_encode(&b, next.data, next.len, true);
+        if (!wrc) wrc = bt_b64_encode(&b, next.data, next.len, true);
         if (!wrc) wrc = gw_jraw(&b, "\"");
     }
     if (!wrc) wrc = gw_jraw(&b, "}\n");

@@ -30,6 +30,7 @@
  * multi handle and starting at the revision read when lk_watch ran, so every
  * later change is seen, also across reconnects.
  */
+#include "common/coding.h"
 #include "lockservice/lock_backend.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -95,59 +96,28 @@ static int64_t now_us(void)
 
 /* ---- base64 and JSON helpers --------------------------------------------------- */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /* malloc'd NUL-terminated base64 of p[0..n); caller frees. */
 static char *b64_enc(const void *p, size_t n)
 {
-    const uint8_t *s = p;
-    char *o = malloc((n + 2) / 3 * 4 + 1);
-    if (!o) return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n) v |= s[i + 2];
-        o[j++] = B64[v >> 18 & 63];
-        o[j++] = B64[v >> 12 & 63];
-        o[j++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
-        o[j++] = i + 2 < n ? B64[v & 63] : '=';
+    bt_buf b = {0};
+    if (bt_b64_encode(&b, p, n, false) || bt_buf_append(&b, "", 1)) {
+        bt_buf_free(&b);
+        return NULL;
     }
-    o[j] = 0;
-    return o;
-}
-
-static int b64_val(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+' || ch == '-') return 62;
-    if (ch == '/' || ch == '_') return 63;
-    return -1;
+    return (char *)b.data;
 }
 
 /* Decodes into a malloc'd buffer (*out, caller frees, NUL-terminated for
  * convenience); returns the length or -1 if malformed/out of memory. */
 static long b64_dec(const char *s, uint8_t **out)
 {
-    size_t n = s ? strlen(s) : 0;
-    uint8_t *o = malloc(n / 4 * 3 + 4);
-    if (!o) return -1;
-    size_t j = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=') break;
-        int v = b64_val(s[i]);
-        if (v < 0) { free(o); return -1; }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) { bits -= 8; o[j++] = (uint8_t)(acc >> bits); }
+    bt_buf b = {0};
+    if (bt_b64_decode(s ? s : "", s ? strlen(s) : 0, &b) || bt_buf_append(&b, "", 1)) {
+        bt_buf_free(&b);
+        return -1;
     }
-    o[j] = 0;
-    *out = o;
-    return (long)j;
+    *out = b.data;
+    return (long)b.len - 1;
 }
 
 /* etcd encodes int64 fields as JSON strings; absent means 0. */

@@ -1025,3 +1025,35 @@ Test(cli, split_name_and_value)
     cr_assert_null(bt_cli_split("--a-very-long-option-name=1", name, sizeof name));
     cr_assert_eq(strlen(name), sizeof name - 1);
 }
+
+Test(coding, base64_vectors_round_trips_and_garbage)
+{
+    /* RFC 4648 section 10 */
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    bt_buf b = {0}, d = {0};
+    for (size_t i = 0; i < 7; i++) {
+        bt_buf_clear(&b);
+        cr_assert_eq(bt_b64_encode(&b, plain[i], strlen(plain[i]), false), BT_OK);
+        cr_assert(b.len == strlen(enc[i]) && !memcmp(b.data, enc[i], b.len), "encode \"%s\"", plain[i]);
+        cr_assert_eq(bt_b64_decode(enc[i], strlen(enc[i]), &d), 0);
+        cr_assert(d.len == strlen(plain[i]) && !memcmp(d.data, plain[i], d.len), "decode %s", enc[i]);
+    }
+    /* every length, both alphabets, every byte value */
+    uint8_t src[300];
+    for (size_t i = 0; i < sizeof src; i++) src[i] = (uint8_t)(i * 151 + 7);
+    for (size_t n = 0; n <= sizeof src; n++) {
+        for (int url = 0; url < 2; url++) {
+            bt_buf_clear(&b);
+            cr_assert_eq(bt_b64_encode(&b, src, n, url), BT_OK);
+            for (size_t k = 0; k < b.len; k++)
+                cr_assert(url ? (b.data[k] != '+' && b.data[k] != '/' && b.data[k] != '=') : b.data[k] != '-');
+            cr_assert_eq(bt_b64_decode((const char *)b.data, b.len, &d), 0);
+            cr_assert(d.len == n && !memcmp(d.data, src, n), "round trip of %zu bytes (url %d)", n, url);
+        }
+    }
+    cr_assert_eq(bt_b64_decode("Zm9v!", 5, &d), -1, "bad character");
+    cr_assert_eq(bt_b64_decode("Zm9vY", 5, &d), -1, "a lone sixth of a byte");
+    bt_buf_free(&b);
+    bt_buf_free(&d);
+}
