@@ -28,3 +28,10 @@ const char *bt_cli_split(const char *arg, char *name, size_t cap)
     snprintf(name, cap, "%s", arg);
     return NULL;
 }
+
+void bt_cli_bad(const char *prog, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see %s --help)\n", prog);
+}

@@ -14,4 +14,8 @@ int bt_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned
  * returned: the value, if the option takes one, is the next argument. */
 const char *bt_cli_split(const char *arg, char *name, size_t cap);
 
+/* Prints "PROG: <fmt with arg>" and "(see PROG --help)" on stderr: a tool's
+ * message for a bad flag (it then exits with status 2). */
+void bt_cli_bad(const char *prog, const char *fmt, const char *arg);
+
 #endif

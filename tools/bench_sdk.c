@@ -18,6 +18,7 @@
  * latency in milliseconds, then the parameters and the error count.
  */
 #include "tools/bench_sdk.h"
+#include "tools/bench_server.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -54,20 +55,6 @@ typedef struct sdk_bench {
     char first_error[256];
 } sdk_bench;
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static void note_error(sdk_bench *b, int rc)
 {
@@ -82,7 +69,7 @@ static int one_op(sdk_bench *b, uint64_t op)
 {
     const sdk_config *c = b->c;
     char key[32];
-    uint64_t k = b->put ? c->first + op : c->first + mix64(c->seed ^ (op * 0x9e6c63d0676a9a99ull)) % c->keys;
+    uint64_t k = b->put ? c->first + op : c->first + bench_mix64(c->seed ^ (op * 0x9e6c63d0676a9a99ull)) % c->keys;
     int kl = snprintf(key, sizeof key, SDK_KEY_FMT, k);
     if (b->put) {
         bt_mutation *m = bt_mutation_new(key, (size_t)kl);
@@ -108,9 +95,9 @@ static void *worker(void *arg)
     for (;;) {
         uint64_t op = atomic_fetch_add(&b->next, 1);
         if (op >= b->c->n) break;
-        int64_t t0 = now_us();
+        int64_t t0 = bench_now_us();
         int rc = one_op(b, op);
-        int64_t lat = now_us() - t0;
+        int64_t lat = bench_now_us() - t0;
         b->lat_us[op] = lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
         if (rc) note_error(b, rc);
     }
@@ -240,12 +227,12 @@ int bench_sdk_main(int argc, char **argv)
     for (size_t i = 0; i < c.value_size; i++) b.value[i] = (char)('a' + i % 26);
     pthread_mutex_init(&b.mu, NULL);
 
-    int64_t t0 = now_us();
+    int64_t t0 = bench_now_us();
     int started = 0;
     for (; started < c.threads; started++)
         if (pthread_create(&th[started], NULL, worker, &b)) break;
     for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-    double secs = (double)(now_us() - t0) / 1e6;
+    double secs = (double)(bench_now_us() - t0) / 1e6;
 
     qsort(b.lat_us, c.n, sizeof *b.lat_us, cmp_u32);
     double mean = 0;

@@ -77,14 +77,14 @@ struct slot {
     int64_t t0;
 };
 
-static int64_t now_us(void)
+int64_t bench_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static uint64_t mix64(uint64_t z)
+uint64_t bench_mix64(uint64_t z)
 {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -108,7 +108,7 @@ static void put_set_cell(bt_msg_writer *w, sbench *b, uint64_t k)
 {
     ts_mutation m = { .type = TS_SET_CELL, .family = "cf", .family_len = 2, .qualifier = (const uint8_t *)"c",
                       .qualifier_len = 1, .timestamp = TS_SERVER_TIME,
-                      .value = (const uint8_t *)b->values + (mix64(k) & 4095), .value_len = b->c->value_size };
+                      .value = (const uint8_t *)b->values + (bench_mix64(k) & 4095), .value_len = b->c->value_size };
     tsp_put_mutations(w, &m, 1);
 }
 
@@ -132,7 +132,7 @@ static uint16_t build_request(slot *s, uint64_t op)
         return TSP_MUTATE_ROWS;
     }
     uint64_t stream = b->kind == OP_WRITE ? 0x632be59bd9b4e019ull : 0x9e6c63d0676a9a99ull;
-    uint64_t k = mix64(b->c->seed ^ (op * stream)) % b->c->n;
+    uint64_t k = bench_mix64(b->c->seed ^ (op * stream)) % b->c->n;
     bt_msg_put_varint(&w, BENCH_TABLET_ID);
     bt_msg_put_bytes(&w, key, format_key(k, key));
     if (b->kind == OP_WRITE) {
@@ -165,7 +165,7 @@ static void on_done(void *arg, int status, const uint8_t *payload, size_t len, b
     slot *s = arg;
     sbench *b = s->b;
     if (more) return;
-    int64_t lat = now_us() - s->t0;
+    int64_t lat = bench_now_us() - s->t0;
     b->lat_us[s->op] = lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
     if (!status && b->kind == OP_PRELOAD) status = batch_status(payload, len);
     if (status) note_error(b, status, payload, len);
@@ -180,7 +180,7 @@ static void issue(slot *s)
         if (op >= b->total) break;
         s->op = op;
         uint16_t m = build_request(s, op);
-        s->t0 = now_us();
+        s->t0 = bench_now_us();
         int rc = rpc_call_async(s->c, m, s->req.data, s->req.len, 30000, on_done, s);
         if (!rc) return;
         b->lat_us[op] = 0;
@@ -212,7 +212,7 @@ static double run_phase(sbench *b, op_kind kind, uint64_t total)
         exit(1);
     }
     b->active_slots = nslots;
-    int64_t t0 = now_us();
+    int64_t t0 = bench_now_us();
     for (int i = 0; i < nslots; i++) {
         b->slots[i] = (slot){ .b = b, .c = b->clients[i % c->threads] };
         issue(&b->slots[i]);
@@ -220,7 +220,7 @@ static double run_phase(sbench *b, op_kind kind, uint64_t total)
     pthread_mutex_lock(&b->mu);
     while (b->active_slots > 0) pthread_cond_wait(&b->cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
-    double secs = (double)(now_us() - t0) / 1e6;
+    double secs = (double)(bench_now_us() - t0) / 1e6;
     for (int i = 0; i < nslots; i++) bt_buf_free(&b->slots[i].req);
     free(b->slots);
     return secs;
@@ -250,14 +250,14 @@ typedef struct scan_worker {
 
 static int scan_call(scan_worker *w, uint16_t m, const bt_buf *req, bt_buf *resp, uint64_t *id, bool *done)
 {
-    int64_t t0 = now_us();
+    int64_t t0 = bench_now_us();
     int rc = rpc_call(w->c, m, req->data, req->len, resp, 30000);
     if (w->nlat == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 1024;
         w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
         if (!w->lat) return BT_ENOMEM;
     }
-    w->lat[w->nlat++] = (uint32_t)(now_us() - t0);
+    w->lat[w->nlat++] = (uint32_t)(bench_now_us() - t0);
     if (rc) {
         snprintf(w->err, sizeof w->err, "%.*s", (int)(resp->len > 190 ? 190 : resp->len), (const char *)resp->data);
         return rc;
@@ -310,7 +310,7 @@ static int run_scan(sbench *b)
     scan_worker *w = calloc((size_t)c->threads, sizeof *w);
     pthread_t *th = calloc((size_t)c->threads, sizeof *th);
     if (!w || !th) return BT_ENOMEM;
-    int64_t t0 = now_us();
+    int64_t t0 = bench_now_us();
     for (int i = 0; i < c->threads; i++) {
         w[i] = (scan_worker){ .b = b, .c = b->clients[i], .from = c->n * (uint64_t)i / (uint64_t)c->threads,
                               .to = c->n * (uint64_t)(i + 1) / (uint64_t)c->threads };
@@ -326,7 +326,7 @@ static int run_scan(sbench *b)
             fprintf(stderr, "bt-bench: scanner %d: %s %s\n", i, bt_errname(w[i].rc), w[i].err);
         }
     }
-    double secs = (double)(now_us() - t0) / 1e6;
+    double secs = (double)(bench_now_us() - t0) / 1e6;
     uint32_t *lat = calloc(nlat ? nlat : 1, sizeof *lat);
     size_t k = 0;
     for (int i = 0; i < c->threads; i++) {
@@ -516,7 +516,7 @@ int bench_server_main(int argc, char **argv)
         return 1;
     }
     uint64_t r = c.seed;
-    for (size_t i = 0; i < c.value_size + 4096; i++) b.values[i] = (char)(' ' + (r = mix64(r)) % 95);
+    for (size_t i = 0; i < c.value_size + 4096; i++) b.values[i] = (char)(' ' + (r = bench_mix64(r)) % 95);
 
     int status = 0;
     bool is_write = !strcmp(c.workload, "write");

@@ -67,9 +67,7 @@ static void usage(FILE *f)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "bt-gateway: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see bt-gateway --help)\n");
+    bt_cli_bad("bt-gateway", fmt, arg);
     return 2;
 }
 

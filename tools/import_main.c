@@ -98,9 +98,7 @@ static void usage(FILE *f)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "bt-import: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see bt-import --help)\n");
+    bt_cli_bad("bt-import", fmt, arg);
     return IMP_EXIT_USAGE;
 }
 

@@ -69,9 +69,7 @@ static void usage(FILE *f)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "bt-master: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see bt-master --help)\n");
+    bt_cli_bad("bt-master", fmt, arg);
     return 2;
 }
 

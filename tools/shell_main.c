@@ -61,9 +61,7 @@ static void usage(FILE *f)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "bt-shell: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see bt-shell --help)\n");
+    bt_cli_bad("bt-shell", fmt, arg);
     return 2;
 }
 

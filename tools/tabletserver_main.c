@@ -76,9 +76,7 @@ static void usage(FILE *f)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "bt-tabletserver: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see bt-tabletserver --help)\n");
+    bt_cli_bad("bt-tabletserver", fmt, arg);
     return 2;
 }
 
